@@ -33,11 +33,14 @@ def _accepted_keywords(cls: type[nn.Module]) -> frozenset[str]:
     return frozenset(inspect.signature(cls.__init__).parameters)
 
 
-def create_attention(name: str, channels: int, *, spatial_dims: int = 2, reduction: int | None = None) -> nn.Module:
+def create_attention(
+    name: str, channels: int, *, spatial_dims: int = 2, reduction: int | None = None, divisor: int | None = None
+) -> nn.Module:
     """Build the attention layer ``name`` for ``channels`` channels.
 
     ``spatial_dims`` is passed where the layer needs the rank (e.g. CBAM's k^d spatial convolution);
     ``reduction`` (the ratio r) where the layer has one; ``None`` keeps the layer's default.
+    ``divisor`` (round the hidden width C/r to a multiple of it, timm's rule) where the layer has one.
     """
     cls = get_attention(name)
     accepted = _accepted_keywords(cls)
@@ -46,4 +49,6 @@ def create_attention(name: str, channels: int, *, spatial_dims: int = 2, reducti
         options["spatial_dims"] = spatial_dims
     if reduction is not None and "reduction" in accepted:
         options["reduction"] = reduction
+    if divisor is not None and "divisor" in accepted:
+        options["divisor"] = divisor
     return cls(channels, **options)
