@@ -26,7 +26,8 @@ class DataBundle:
 
     ``input_shape`` is one example's ``(C, *S)`` (for variable-length data: a typical length, used
     for cost reports and exports); ``variable_length`` says that batches are padded and carry
-    ``lengths``; ``note`` is printed next to every number measured on the data (e.g. "lossy JPEG copy").
+    ``lengths``; ``note`` is printed next to every number measured on the data (e.g. "lossy JPEG copy");
+    ``in_memory`` says that examples are ready tensors, so loading needs no worker processes.
     """
 
     name: str
@@ -36,6 +37,7 @@ class DataBundle:
     input_shape: tuple[int, ...]
     variable_length: bool = False
     note: str = ""
+    in_memory: bool = True
 
     @property
     def in_channels(self) -> int:
