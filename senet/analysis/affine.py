@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from senet.layers.checks import check_input, check_spatial_dims
-from senet.layers.nd import conv_nd, norm_nd
+from senet.layers.checks import check_input
+from senet.layers.nd import check_spatial_dims, conv_nd, norm_nd
 from senet.layers.se import LocalChannelGate, SqueezeExcite, global_pool
 
 __all__ = ["ChannelAffine", "bn_affine", "se_affine", "excitation_as_conv", "as_local_gate", "squeeze_descriptor"]

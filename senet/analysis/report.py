@@ -336,8 +336,11 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
         cell[2] += count
         cell[3] += count if in_attention(name) else 0
 
+    first_seen: dict[tuple[str, str], int] = {}  # blocks in module registration order
+    for index, (name, _) in enumerate(model.named_modules()):
+        first_seen.setdefault(layout.locate(name), index)
     order = {stage: i for i, stage in enumerate(layout.order())}
-    keys = sorted(cells, key=lambda key: order[key[0]])  # stable: blocks keep their forward/parameter order
+    keys = sorted(cells, key=lambda key: (order[key[0]], first_seen.get(key, len(first_seen))))
     blocks = tuple(CostRow(stage, block, *cells[(stage, block)]) for stage, block in keys)
     stages = tuple(
         CostRow(stage, stage, *(sum(row[i] for (s, _), row in cells.items() if s == stage) for i in range(4)))

@@ -130,7 +130,7 @@ def optimal_noise_gamma(mu: object, sigma2: object, *, tol: float = 1e-10) -> fl
     best = int(np.argmin(mse))
     closed = noise_gates(sigma2, math.inf)
     limit = float(np.sum((closed - 1.0) * mu) ** 2 + np.sum(closed**2 * sigma2))
-    if best == grid.size - 1 and limit <= float(mse[best]):
+    if limit <= float(mse[best]):  # closing every noisy channel is at least as good as any grid point
         return math.inf
     lo, hi = math.log(grid[max(best - 1, 0)]), math.log(grid[min(best + 1, grid.size - 1)])
     inv_phi = (math.sqrt(5.0) - 1.0) / 2.0

@@ -12,12 +12,29 @@ from functools import cache
 
 import torch.nn as nn
 
+from senet.layers.cbam import CBAM
+from senet.layers.coord import CoordinateAttention
+from senet.layers.eca import ECA
+from senet.layers.ese import EffectiveSE
+from senet.layers.gather_excite import GatherExcite
+from senet.layers.global_context import GlobalContext
+from senet.layers.scse import ChannelSpatialSE, SpatialSE
 from senet.layers.se import SqueezeExcite
+from senet.layers.srm import SRM
 
 __all__ = ["ATTENTION_LAYERS", "get_attention", "create_attention"]
 
 ATTENTION_LAYERS: dict[str, type[nn.Module]] = {
     "se": SqueezeExcite,
+    "ese": EffectiveSE,
+    "eca": ECA,
+    "cbam": CBAM,
+    "sse": SpatialSE,
+    "scse": ChannelSpatialSE,
+    "ge": GatherExcite,
+    "gc": GlobalContext,
+    "srm": SRM,
+    "coord": CoordinateAttention,
 }
 
 

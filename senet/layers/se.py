@@ -132,9 +132,24 @@ class SqueezeExcite(nn.Module):
     def gates(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The gates s ``(N, C, 1, ..., 1)`` for input x (squeeze then excitation)."""
         z = global_pool(x, self.squeeze, mask)  # (N, C, *S) -> (N, C)
+        return self.excite(z, x.ndim - 2)
+
+    def excite(self, z: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+        """The excitation: gates s ``(N, C, 1, ..., 1)`` (``spatial_dims`` ones) from the descriptor z ``(N, C)``."""
         v = self.fc2(self.act(self.fc1(z)))  # (N, C) -> (N, h) -> (N, C)
-        v = v.view(*v.shape, *([1] * (x.ndim - 2)))  # (N, C, 1, ..., 1)
+        v = v.view(*v.shape, *([1] * spatial_dims))  # (N, C, 1, ..., 1)
         return self.gate(v)
+
+    def scale_add_relu(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``relu(self(x) + identity)`` fused (SE at the end of a residual unit); same values and gradients.
+
+        See :mod:`senet.layers.fused`; :func:`~senet.layers.fused.bn_se_add_relu` also fuses the norm
+        before SE and keeps no extra activation for backward.
+        """
+        from senet.layers.fused import scale_add_relu  # fused.py imports this module
+
+        check_input(x, self.channels)
+        return scale_add_relu(x, self.gates(x), identity)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, self.channels)

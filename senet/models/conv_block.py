@@ -1,4 +1,5 @@
-"""Pieces shared by the non-residual families (MobileNet v1/v2, VGG): ``ConvNormAct`` with an SE slot.
+"""Pieces shared by the MobileNet, VGG and pre-activation families: ``ConvNormAct`` with an SE slot,
+``make_conv``, the spec-table count of an attention layer, and two argument checks.
 
 The SENet paper (Section 4) integrates SE into non-residual networks such as VGGNet "by insertion
 after the non-linearity following each convolution". :class:`ConvNormAct` is that unit: a
@@ -13,30 +14,43 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from senet.layers.checks import excitation_width
 from senet.layers.nd import conv_nd, norm_nd
-from senet.layers.registry import create_attention
-from senet.models.integration import check_placement
+from senet.models.integration import BlockAttention, check_placement
 
-__all__ = ["ConvNormAct", "make_conv", "make_attention", "check_num_classes", "check_drop_rate"]
+__all__ = ["ConvNormAct", "make_conv", "attention_params", "check_num_classes", "check_drop_rate"]
 
 
 def make_conv(
-    spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, groups: int = 1
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    groups: int = 1,
+    bias: bool = False,
 ) -> nn.Module:
-    """A bias-free convolution of rank ``spatial_dims`` with padding ``kernel_size // 2``, initialised as
-    torchvision does (He-normal, fan_out). Attention blocks keep their own initialisation."""
+    """A convolution of rank ``spatial_dims`` with padding ``kernel_size // 2`` (bias-free unless ``bias``),
+    initialised as torchvision does (He-normal weights, fan_out; zero bias). Attention blocks keep their own
+    initialisation."""
     conv = conv_nd(spatial_dims)(
-        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=False
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=bias
     )
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
     return conv
 
 
-def make_attention(attention: str | None, channels: int, spatial_dims: int, reduction: int) -> nn.Module | None:
-    """The attention block for ``channels`` channels via the registry, or ``None`` for the plain network."""
-    if attention is None:
-        return None
-    return create_attention(attention, channels, spatial_dims=spatial_dims, reduction=reduction)
+def attention_params(attention: BlockAttention, channels: int, spatial_dims: int) -> int:
+    """Parameters of one attention layer at ``channels`` channels, for the spec-table counts: SE's
+    ``2*C*h + h + C`` with h the paper's ``C // r`` (or the divisor's rounding); any other layer is built
+    alone and counted, since its parameters are its own to define."""
+    if attention.name == "se":
+        hidden = excitation_width(channels, attention.reduction, None, attention.divisor)
+        return 2 * channels * hidden + hidden + channels
+    return sum(p.numel() for p in attention.build(channels, spatial_dims).parameters())
 
 
 class ConvNormAct(nn.Module):
@@ -44,7 +58,8 @@ class ConvNormAct(nn.Module):
 
     ``placement="after_act"``: ``se(act(norm(conv(x))))`` (the SENet paper's placement);
     ``placement="before_act"``: ``act(se(norm(conv(x))))``. Padding is ``kernel_size // 2`` ("same"
-    for odd kernels at stride 1). The convolution has no bias (the norm has one).
+    for odd kernels at stride 1). The convolution has no bias (the norm has one) unless ``bias=True``
+    (torchvision's ``vgg16_bn`` keeps them).
     """
 
     def __init__(
@@ -59,10 +74,13 @@ class ConvNormAct(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         se: nn.Module | None = None,
         placement: str = "after_act",
+        bias: bool = False,
     ) -> None:
         super().__init__()
         self.placement = check_placement(placement)
-        self.conv = make_conv(spatial_dims, in_channels, out_channels, kernel_size, stride=stride, groups=groups)
+        self.conv = make_conv(
+            spatial_dims, in_channels, out_channels, kernel_size, stride=stride, groups=groups, bias=bias
+        )
         self.bn = norm_nd(spatial_dims)(out_channels)
         self.act = activation()
         self.se = se

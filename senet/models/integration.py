@@ -29,10 +29,13 @@ four stages; ``None`` for all) and ``reduction`` (the ratio r, one int for all s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+import torch.nn as nn
+
 from senet.layers.checks import check_choice, check_positive_int
-from senet.layers.registry import get_attention
+from senet.layers.registry import create_attention, get_attention
 
 __all__ = [
     "INTEGRATIONS",
@@ -45,6 +48,8 @@ __all__ = [
     "stage_reductions",
     "check_se_stages",
     "stage_attention",
+    "BlockAttention",
+    "block_attention",
 ]
 
 Integration: TypeAlias = Literal["standard", "pre", "post", "identity", "inside"]
@@ -115,3 +120,61 @@ def stage_attention(attention: str | None, se_stages: Iterable[int] | None, num_
     attention = check_attention(attention)
     chosen = check_se_stages(se_stages, num_stages)
     return tuple(attention if i in chosen else None for i in range(num_stages))
+
+
+@dataclass(frozen=True)
+class BlockAttention:
+    """The attention of one residual unit: which layer, with which ratio r, and where it goes.
+
+    ``divisor`` is the hidden-width rounding of ``SqueezeExcite`` (1: the paper's floor ``C // r``;
+    8: timm's rounding, for parameter parity with timm's ``seresnet*``).
+    """
+
+    name: str
+    reduction: int
+    integration: Integration = "standard"
+    placement: Placement = "after_act"
+    divisor: int = 1
+
+    def __post_init__(self) -> None:
+        get_attention(self.name)
+        check_positive_int("reduction", self.reduction)
+        check_integration(self.integration)
+        check_placement(self.placement)
+        check_positive_int("divisor", self.divisor)
+
+    def channels_at(self, *, in_channels: int, inner_channels: int, out_channels: int) -> int:
+        """The channels the layer sees at its position: the unit's input for ``"pre"``, the inner (3x3 conv)
+        width for ``"inside"``, the unit's output for ``"standard"``, ``"post"`` and ``"identity"``."""
+        return {"pre": in_channels, "inside": inner_channels}.get(self.integration, out_channels)
+
+    def build(self, channels: int, spatial_dims: int) -> nn.Module:
+        """The attention layer for ``channels`` channels (through ``senet.layers.create_attention``)."""
+        return create_attention(
+            self.name, channels, spatial_dims=spatial_dims, reduction=self.reduction, divisor=self.divisor
+        )
+
+
+def block_attention(
+    attention: str | None,
+    *,
+    num_stages: int,
+    reduction: int | tuple[int, ...] = 16,
+    se_stages: Iterable[int] | None = None,
+    integration: str = "standard",
+    placement: str = "after_act",
+    divisor: int = 1,
+) -> tuple[BlockAttention | None, ...]:
+    """One :class:`BlockAttention` per stage (``None`` for stages without attention, or all with ``attention=None``).
+
+    Validates every option with a clear error, also those that a plain network ignores.
+    """
+    names = stage_attention(attention, se_stages, num_stages)
+    reductions = stage_reductions(reduction, num_stages)
+    check_integration(integration)
+    check_placement(placement)
+    check_positive_int("divisor", divisor)
+    return tuple(
+        None if name is None else BlockAttention(name, r, integration, placement, divisor)  # type: ignore[arg-type]
+        for name, r in zip(names, reductions)
+    )

@@ -60,6 +60,11 @@ __all__ = [
     "LEGACY_SERESNEXT50_32X4D",
     "LEGACY_SERESNEXT101_32X4D",
     "cifar_resnet",
+    "CIFAR_RESNET20",
+    "CIFAR_RESNET32",
+    "CIFAR_RESNET44",
+    "CIFAR_RESNET56",
+    "CIFAR_RESNET110",
 ]
 
 Block: TypeAlias = Literal["basic", "bottleneck"]
@@ -313,3 +318,10 @@ def cifar_resnet(depth: int) -> ArchSpec:
         ),
         shortcut="pad",
     )
+
+
+CIFAR_RESNET20 = cifar_resnet(20)  # n = 3
+CIFAR_RESNET32 = cifar_resnet(32)  # n = 5
+CIFAR_RESNET44 = cifar_resnet(44)  # n = 7
+CIFAR_RESNET56 = cifar_resnet(56)  # n = 9
+CIFAR_RESNET110 = cifar_resnet(110)  # n = 18

@@ -1,0 +1,55 @@
+"""Trained weights as files: safetensors with the model spec in its metadata, and rebuilding a model from
+a weights file or a training checkpoint (never executing code from the file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch.nn as nn
+
+from senet.models.registry import check_state_dict
+from senet.train.checkpoint import atomic_write, load_checkpoint
+from senet.train.config import ModelSpec
+from senet.train.model import build_model
+
+__all__ = ["save_weights", "load_trained", "SPEC_KEY"]
+
+SPEC_KEY = "senet_model_spec"
+
+
+def save_weights(path: str | Path, model: nn.Module, spec: ModelSpec) -> Path:
+    """Write ``model``'s state dict to a ``.safetensors`` file (atomically) with ``spec`` as metadata."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    data = save(state, metadata={SPEC_KEY: json.dumps(spec.to_dict())})
+    return atomic_write(path, lambda file: file.write(data))
+
+
+def load_trained(path: str | Path) -> tuple[nn.Module, ModelSpec]:
+    """The model stored in ``path``: a ``.safetensors`` file from :func:`save_weights` or a training
+    checkpoint; it is rebuilt from the stored spec and loaded strictly (mismatches are listed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                metadata = file.metadata() or {}
+                state = {key: file.get_tensor(key) for key in file.keys()}
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"cannot read {path}: corrupted or not a safetensors file ({err})") from None
+        if SPEC_KEY not in metadata:
+            raise ValueError(f"{path} has no {SPEC_KEY!r} metadata: it was not written by senet, so the model is unknown")
+        spec_data = json.loads(metadata[SPEC_KEY])
+    else:
+        checkpoint = load_checkpoint(path)
+        state, spec_data = checkpoint["model"], checkpoint["model_spec"]
+    spec = ModelSpec.from_dict(spec_data)
+    model = build_model(spec)
+    check_state_dict(model, state)
+    model.load_state_dict(state)
+    return model.eval(), spec

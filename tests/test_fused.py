@@ -1,0 +1,208 @@
+"""The fused SE ops give the plain formula's values and gradients, save less, and compile without breaks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from senet.layers import SqueezeExcite, norm_nd
+from senet.layers.eca import ECA
+from senet.layers.fused import (
+    batch_norm_affine,
+    bn_se_add_relu,
+    channel_dot,
+    fusable,
+    scale_add_relu,
+    squeeze_mean,
+)
+
+SHAPES = {1: (3, 16, 11), 2: (3, 16, 5, 6), 3: (2, 16, 3, 4, 5)}
+
+
+def _unit(spatial_dims: int, channels: int = 16, dtype=torch.float32):
+    bn = norm_nd(spatial_dims)(channels).to(dtype)
+    se = SqueezeExcite(channels, reduction=4).to(dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    return bn, se
+
+
+def _plain(c, bn, se, identity):
+    return torch.relu(se(bn(c)) + identity)
+
+
+def _inputs(shape, dtype=torch.float32, channels_last=False):
+    c = (torch.randn(shape, dtype=dtype) * 2 + 0.5).requires_grad_()
+    identity = torch.randn(shape, dtype=dtype).requires_grad_()
+    if channels_last:
+        fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+        c = c.detach().contiguous(memory_format=fmt).requires_grad_()
+        identity = identity.detach().contiguous(memory_format=fmt).requires_grad_()
+    return c, identity
+
+
+def _grads(out, tensors, modules, seed=1):
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    params = [p for m in modules for p in m.parameters()]
+    return torch.autograd.grad(out, [*tensors, *params], g)
+
+
+def test_squeeze_mean_and_channel_dot_match_the_plain_ops():
+    x = torch.randn(2, 5, 4, 3).contiguous(memory_format=torch.channels_last)
+    y = torch.randn(2, 5, 4, 3)
+    torch.testing.assert_close(squeeze_mean(x), x.mean((2, 3)))
+    torch.testing.assert_close(channel_dot(x, y), (x * y).sum((2, 3)))
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_scale_add_relu_equals_plain_formula_and_gradients(spatial_dims):
+    x = torch.randn(SHAPES[spatial_dims], requires_grad=True)
+    identity = torch.randn(SHAPES[spatial_dims], requires_grad=True)
+    s = torch.rand(*x.shape[:2], *([1] * spatial_dims), requires_grad=True)
+    out = scale_add_relu(x, s, identity)
+    ref = torch.relu(x * s + identity)
+    torch.testing.assert_close(out, ref)
+    for got, want in zip(_grads(out, [x, s, identity], []), _grads(ref, [x, s, identity], [])):
+        torch.testing.assert_close(got, want)
+
+
+def test_scale_add_relu_gradcheck_float64():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    s = torch.rand(2, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(scale_add_relu, (x, s, identity))
+
+
+def test_se_method_scale_add_relu_equals_module_formula():
+    se = SqueezeExcite(16, reduction=4)
+    x, identity = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    torch.testing.assert_close(se.scale_add_relu(x, identity), torch.relu(se(x) + identity))
+    with torch.no_grad():
+        torch.testing.assert_close(se.scale_add_relu(x, identity), torch.relu(se(x) + identity))
+    with pytest.raises(ValueError, match="channels=16"):
+        se.scale_add_relu(torch.randn(2, 8, 5, 5), identity)
+
+
+def test_scale_add_relu_rejects_mismatched_shapes():
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="identity must have the shape"):
+        scale_add_relu(x, torch.rand(2, 3, 1, 1), torch.randn(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="s must have shape"):
+        scale_add_relu(x, torch.rand(2, 3), torch.randn(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_affine_matches_module(train):
+    bn, _ = _unit(2)
+    bn_ref = copy.deepcopy(bn)
+    bn.train(train), bn_ref.train(train)
+    c = torch.randn(4, 16, 3, 3) * 3 + 1
+    u, alpha, beta = batch_norm_affine(c, bn)
+    assert torch.equal(u, bn_ref(c))  # the same kernel, bit for bit
+    torch.testing.assert_close(alpha.view(1, -1, 1, 1) * c + beta.view(1, -1, 1, 1), u)
+    for name, buf in bn_ref.named_buffers():
+        assert torch.equal(getattr(bn, name), buf), name
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("train", [True, False])
+def test_bn_se_add_relu_equals_plain_unit(spatial_dims, train):
+    bn, se = _unit(spatial_dims)
+    bn_ref, se_ref = copy.deepcopy(bn), copy.deepcopy(se)
+    for m in (bn, se, bn_ref, se_ref):
+        m.train(train)
+    c, identity = _inputs(SHAPES[spatial_dims])
+    out = bn_se_add_relu(c, bn, se, identity)
+    ref = _plain(c, bn_ref, se_ref, identity)
+    torch.testing.assert_close(out, ref)
+    got = _grads(out, [c, identity], [bn, se])
+    want = _grads(ref, [c, identity], [bn_ref, se_ref])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for name, buf in bn_ref.named_buffers():
+        assert torch.equal(getattr(bn, name), buf), name
+
+
+def test_bn_se_add_relu_channels_last_and_no_grad():
+    bn, se = _unit(2)
+    bn.eval(), se.eval()
+    c, identity = _inputs((2, 16, 6, 5), channels_last=True)
+    ref = _plain(c, bn, se, identity)
+    torch.testing.assert_close(bn_se_add_relu(c, bn, se, identity), ref)
+    with torch.no_grad():
+        out = bn_se_add_relu(c, bn, se, identity)
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bn_se_add_relu_gradcheck_float64():
+    bn, _ = _unit(2, channels=4, dtype=torch.float64)
+    se = SqueezeExcite(4, reduction=2).double()
+
+    def unit(c, identity, bn_weight, fc1_weight):
+        # the parameters as inputs, so that gradcheck differentiates through them too (training-mode BN)
+        bn_f, se_f = copy.deepcopy(bn), copy.deepcopy(se)
+        del bn_f.weight, se_f.fc1.weight
+        bn_f.weight, se_f.fc1.weight = bn_weight, fc1_weight
+        return bn_se_add_relu(c, bn_f, se_f, identity)
+
+    c = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    weights = (bn.weight.detach().clone().requires_grad_(), se.fc1.weight.detach().clone().requires_grad_())
+    assert torch.autograd.gradcheck(unit, (c, identity, *weights))
+
+
+def _saved_bytes(fn) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def test_bn_se_add_relu_saves_no_extra_activation():
+    bn, se = _unit(2, channels=32)
+    bn_plain = copy.deepcopy(bn)
+    c, identity = _inputs((4, 32, 16, 16))
+    full = c.numel() * c.element_size()
+    plain = _saved_bytes(lambda: torch.relu(bn_plain(c) + identity))
+    fused = _saved_bytes(lambda: bn_se_add_relu(c, bn, se, identity))
+    unfused = _saved_bytes(lambda: _plain(c, copy.deepcopy(bn), se, identity))
+    assert unfused >= plain + full  # the plain SE unit keeps the SE input u
+    assert fused - plain < full // 16  # the fused one keeps only (N, C)-sized extras and parameters
+
+
+def test_bn_se_add_relu_falls_back_for_other_blocks():
+    bn, _ = _unit(2)
+    c, identity = _inputs((2, 16, 4, 4))
+    for se in (ECA(16), SqueezeExcite(16, reduction=4, squeeze="max")):
+        assert not fusable(bn, se)
+        torch.testing.assert_close(bn_se_add_relu(c, bn, se, identity), _plain(c, bn, se, identity))
+    with pytest.raises(ValueError, match="identity must have the shape"):
+        bn_se_add_relu(c, bn, SqueezeExcite(16, reduction=4), identity[:, :, :3])
+
+
+def test_bn_se_add_relu_compiles_without_graph_breaks():
+    bn, se = _unit(2)
+    c, identity = _inputs((2, 16, 4, 4))
+
+    def unit(c, identity):
+        return bn_se_add_relu(c, bn, se, identity)
+
+    bn_ref, se_ref = copy.deepcopy(bn), copy.deepcopy(se)
+    compiled = torch.compile(unit, fullgraph=True, backend="aot_eager")  # fullgraph: a graph break raises
+    out = compiled(c, identity)
+    ref = _plain(c, bn_ref, se_ref, identity)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(_grads(out, [c, identity], [bn, se]), _grads(ref, [c, identity], [bn_ref, se_ref])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
