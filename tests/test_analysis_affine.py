@@ -1,4 +1,5 @@
-"""senet.analysis: SE vs BN as channel-wise affine maps, SE vs 1x1 convolutions, placement (erratum 3), two-stage gating."""
+"""senet.analysis: SE vs BN as channel-wise affine maps, SE vs 1x1 convolutions, placement (erratum 3), two-stage
+gating."""
 
 from __future__ import annotations
 

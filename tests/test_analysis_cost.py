@@ -24,7 +24,13 @@ from senet.layers.nd import adaptive_avg_pool_nd, conv_nd, norm_nd
 
 @pytest.mark.parametrize(
     ("channels", "spatial", "reduction", "hidden"),
-    [(64, (56, 56), 16, None), (48, (7, 7), 16, None), (10, (5,), 3, None), (32, (4, 6, 6), 8, None), (20, (3, 3), 16, 7)],
+    [
+        (64, (56, 56), 16, None),
+        (48, (7, 7), 16, None),
+        (10, (5,), 3, None),
+        (32, (4, 6, 6), 8, None),
+        (20, (3, 3), 16, 7),
+    ],
 )
 def test_se_flops_matches_layer_and_formula(channels, spatial, reduction, hidden):
     layer = SqueezeExcite(channels, reduction=reduction, hidden_channels=hidden)
@@ -197,3 +203,16 @@ def test_model_cost_seresnet50_vs_resnet50():
     assert {a.side for a in se.attention if a.stage == "layer1"} == {"spatial"}
     # most of the extra parameters are in the last stage (paper, Section 4)
     assert se.stages[4].se_params > se.total.se_params / 2
+
+
+def test_model_cost_attention_without_bottleneck_has_no_crossover_side():
+    from senet.layers import ATTENTION_LAYERS, create_attention
+
+    if "eca" not in ATTENTION_LAYERS:
+        pytest.skip("ECA is not registered yet")
+    eca = create_attention("eca", 32)
+    model = nn.Sequential(conv_nd(2)(3, 32, 3, padding=1), eca)
+    (layer,) = model_cost(model, (3, 8, 8)).attention
+    assert layer.layer == type(eca).__name__ and layer.analytic
+    assert layer.flops == eca.flops((8, 8))
+    assert layer.side is None and layer.crossover_channels is None

@@ -178,7 +178,10 @@ def test_plots_from_real_run(digits_run, tmp_path):
         assert plot.png == tmp_path / ("plots" if name == "cost" else "") / f"{name}.png"
         assert plot.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.png.stat().st_size > 1000
         assert "<svg" in plot.svg.read_text()[:1000] and plot.svg.stat().st_size > 1000
-    labels = {name: [(ax.get_xlabel(), ax.get_ylabel()) for ax in p.figure.axes if ax.get_visible()] for name, p in plots.items()}
+    labels = {
+        name: [(ax.get_xlabel(), ax.get_ylabel()) for ax in plot.figure.axes if ax.get_visible()]
+        for name, plot in plots.items()
+    }
     assert labels["profiles"] == [("channel index", "gate activation")] * 2
     assert labels["histograms"] == [("gate value", "fraction of gates")] * 2
     assert labels["cost"] == [("stage", "FLOPs per example"), ("stage", "parameters")]

@@ -109,7 +109,9 @@ def test_optimal_free_gates():
         optimal_free_gates(MU, np.zeros(5))
 
 
-@pytest.mark.parametrize(("beta", "sigma_x2", "lam", "noise_var"), [(1.0, 2.0, 0.5, 1.0), (-0.7, 0.3, 1.0, 0.2), (2.0, 5.0, 0.0, 1.0)])
+@pytest.mark.parametrize(
+    ("beta", "sigma_x2", "lam", "noise_var"), [(1.0, 2.0, 0.5, 1.0), (-0.7, 0.3, 1.0, 0.2), (2.0, 5.0, 0.0, 1.0)]
+)
 def test_shrinkage_gate_minimises_objective_and_simulation(beta, sigma_x2, lam, noise_var):
     g_star = shrinkage_gate(beta, sigma_x2, lam)
     assert g_star == pytest.approx(beta * sigma_x2 / (sigma_x2 + lam))

@@ -11,9 +11,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from senet.layers import SqueezeExcite
+from senet.layers import ATTENTION_LAYERS, SqueezeExcite
 from senet.models import create_model
 from senet.models.conv_block import ConvNormAct
+from senet.models.inception import GOOGLENET, Inception
+from senet.models.inception import count_params as count_params_inception
 from senet.models.integration import BlockAttention
 from senet.models.mobilenet import (
     MOBILENETV1_100,
@@ -47,6 +49,8 @@ MY_MODELS = (
     "semobilenetv2_100",
     "vgg16_bn",
     "sevgg16_bn",
+    "googlenet",
+    "segooglenet",
 )
 
 # Small members of each family: the same code paths as the registered models, at a fraction of the cost.
@@ -210,6 +214,20 @@ def test_mobilenet_v1_equals_timm_numerically():
         torch.testing.assert_close(ours(x), reference(x))
 
 
+def test_googlenet_equals_torchvision_numerically():
+    """torchvision's googlenet without auxiliary classifiers (6,624,904 parameters): same tensors, same outputs."""
+    torchvision = pytest.importorskip("torchvision")
+    reference = torchvision.models.googlenet(num_classes=6, aux_logits=False, init_weights=True).eval()
+    ours = create_model("googlenet", num_classes=6).eval()
+    assert _count(create_model("googlenet")) == 6_624_904
+    theirs = list(reference.state_dict().values())
+    assert [tuple(t.shape) for t in theirs] == [tuple(v.shape) for v in ours.state_dict().values()]
+    ours.load_state_dict(dict(zip(ours.state_dict(), theirs)), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
+
+
 @pytest.mark.slow
 def test_vgg16_bn_equals_torchvision_numerically():
     torchvision = pytest.importorskip("torchvision")
@@ -237,6 +255,8 @@ def test_vgg16_bn_equals_torchvision_numerically():
         ("mobilenetv2_100", {"spatial_dims": 1}),
         ("sevgg16_bn", {"spatial_dims": 1, "reduction": (4, 8, 8, 16, 32), "se_stages": (1, 3)}),
         ("vgg16_bn", {"spatial_dims": 3, "num_classes": 3}),
+        ("segooglenet", {"se_stages": (1, 2), "reduction": (4, 8, 16)}),
+        ("googlenet", {"spatial_dims": 3, "in_channels": 1}),
     ],
 )
 def test_parameter_count_from_the_spec_table(name, options):
@@ -251,6 +271,8 @@ def test_spec_table_counts_without_building():
     assert count_params_v1(MOBILENETV1_100, attention="se") == 4_718_044
     assert count_params_v2(MOBILENETV2_100) == 3_504_872
     assert count_params_vgg(VGG16) == 138_365_992
+    assert count_params_inception(GOOGLENET) == 6_624_904
+    assert count_params_inception(GOOGLENET, attention="se") == 7_105_007
     # ranks change only the kernels (k^d) and, for VGG, the pooled width of fc6
     one_d, three_d = (count_params_v1(MOBILENETV1_100, spatial_dims=d) for d in (1, 3))
     assert one_d < 4_231_976 < three_d
@@ -391,6 +413,26 @@ def test_se_vgg16_has_thirteen_se_blocks_after_each_relu():
     torch.testing.assert_close(se_in[0], act_out[0])
 
 
+def test_se_inception_gates_the_concatenated_module_output():
+    model = create_model("segooglenet").eval()
+    modules = [m for m in model.modules() if isinstance(m, Inception)]
+    assert len(modules) == 9
+    rows = [row for stage in GOOGLENET.stages for row in stage.modules]
+    assert [m.se.channels for m in modules] == [row.out_channels for row in rows]
+    module = modules[3]
+    se_in = _record_input(module.se)
+    branches = [_record_output(b) for b in (module.branch1, module.branch2, module.branch3, module.branch4)]
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    torch.testing.assert_close(se_in[0], torch.cat([b[0] for b in branches], dim=1))
+
+
+def test_se_googlenet_with_open_gates_is_the_plain_one():
+    x = torch.randn(2, 3, 32, 32)
+    se_model, plain = create_model("segooglenet", num_classes=5), create_model("googlenet", num_classes=5)
+    _assert_gates_one_equals_plain(se_model, plain, x)
+
+
 def test_se_stages_and_per_stage_reduction():
     model = create_model("sepreact_resnet164_cifar", se_stages=(2,), reduction=(2, 4, 8))
     per_stage = [[u.se for u in stage] for stage in model.stages]
@@ -399,6 +441,22 @@ def test_se_stages_and_per_stage_reduction():
     v2 = create_model("semobilenetv2_100", se_stages=(1,), reduction=(1, 2, 1, 1, 1, 1, 1))
     ses = [m for m in v2.modules() if isinstance(m, SqueezeExcite)]
     assert [se.hidden_channels for se in ses] == [16 // 2, 24 // 2]  # bottleneck2: inputs 16 and 24
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTION_LAYERS))
+def test_every_registered_attention_layer_slots_in(attention):
+    """Any layer of the relatives' registry replaces SE; the spec-table count builds it alone to count it."""
+    models = [
+        (PreActResNet(TINY_BOTTLENECK, attention=attention, reduction=2, integration="inside", num_classes=3), 8),
+        (VGG(TINY_VGG, attention=attention, reduction=2, num_classes=3), 32),
+        (create_model("semobilenetv1_100", attention=attention, spatial_dims=1, num_classes=3), 32),
+    ]
+    for model, size in models:
+        model.eval()
+        with torch.no_grad():
+            assert model(torch.randn(2, 3, *([size] * model.spatial_dims))).shape == (2, 3)
+        assert model.num_params_from_spec() == _count(model)
+        assert any(isinstance(m, ATTENTION_LAYERS[attention]) for m in model.modules())
 
 
 # ------------------------------------------------------------------------------------------- ranks and API
@@ -412,6 +470,7 @@ def test_se_stages_and_per_stage_reduction():
         ("sewrn16_8_cifar", 4),
         ("semobilenetv1_100", 32),
         ("semobilenetv2_100", 32),
+        ("segooglenet", 32),
     ],
 )
 def test_registered_models_at_every_rank(name, size, spatial_dims):
@@ -490,9 +549,9 @@ def test_training_step_gives_every_parameter_a_gradient():
 # ------------------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("name", ["vgg16_bn", "semobilenetv1_100", "mobilenetv2_100"])
+@pytest.mark.parametrize("name", ["vgg16_bn", "semobilenetv1_100", "mobilenetv2_100", "segooglenet"])
 def test_non_residual_families_have_no_integration_option(name):
-    with pytest.raises(ValueError, match=r"no option\(s\) \['integration'\]; valid options: .*placement"):
+    with pytest.raises(ValueError, match=r"no option\(s\) \['integration'\]; valid options: .*reduction"):
         create_model(name, integration="inside")
 
 

@@ -316,7 +316,9 @@ def test_integration_options_reach_every_block():
     for stage_index, stage in enumerate(model.stage_modules()):
         for block in stage:
             assert (block.se is not None) == (stage_index in (1, 3))
-            assert (block.integration, block.placement) == ("inside", "before_act")
+            if block.se is not None:
+                assert (block.integration, block.placement) == ("inside", "before_act")
+                assert block.se.channels == block.conv2.out_channels
     assert model.num_params_from_spec() == num_params(model)
 
 

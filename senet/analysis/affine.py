@@ -97,7 +97,9 @@ def se_affine(se: nn.Module, x: torch.Tensor) -> ChannelAffine:
         s = gates_fn(x)
     expected = (*x.shape[:2], *([1] * (x.ndim - 2)))
     if tuple(s.shape) != expected:
-        raise ValueError(f"se.gates(x) must be channel gates of shape {expected}, got {tuple(s.shape)} (spatially varying?)")
+        raise ValueError(
+            f"se.gates(x) must be channel gates of shape {expected}, got {tuple(s.shape)} (spatially varying?)"
+        )
     alpha = s.reshape(x.shape[:2])  # (N, C, 1, ..., 1) -> (N, C)
     return ChannelAffine(alpha, torch.zeros_like(alpha))
 
@@ -137,7 +139,7 @@ def as_local_gate(se: SqueezeExcite) -> LocalChannelGate:
 
 
 def squeeze_descriptor(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
-    """The squeezed descriptor z of ``se`` for ``x`` as a map ``(N, C, 1, ..., 1)``, the input of :func:`excitation_as_conv`."""
+    """The squeezed descriptor z of ``se`` for ``x``, ``(N, C, 1, ..., 1)``: the input of :func:`excitation_as_conv`."""
     if not isinstance(se, SqueezeExcite):
         raise TypeError(f"se must be a SqueezeExcite, got {type(se).__name__}")
     check_input(x, se.channels)

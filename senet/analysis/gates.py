@@ -174,7 +174,7 @@ class GateStats:
 
 
 def gate_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every gate to hook: submodules whose name ends in ``gate`` inside a registered attention layer, by qualified name."""
+    """The gates to hook: submodules named ``*gate`` inside a registered attention layer, by qualified name."""
     found: dict[str, nn.Module] = {}
     for prefix, layer in attention_modules(model).items():
         for name, module in layer.named_modules():
@@ -249,7 +249,8 @@ def collect_gates(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1):
+    bad_max = isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
+    if max_batches is not None and bad_max:
         raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be a positive int, got {bins!r}")
@@ -279,6 +280,8 @@ def collect_gates(
                 if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                     raise ValueError(f"the loader must yield (x, y) pairs, got {type(batch).__name__}")
                 x, y = batch[0], batch[1]
+                if not isinstance(x, torch.Tensor):
+                    raise TypeError(f"the loader must yield (x, y) with x a torch.Tensor, got {type(x).__name__}")
                 labels = _labels(y, x.shape[0])
                 current.clear()
                 model(x.to(device) if device is not None else x)

@@ -37,7 +37,8 @@ def _save(fig: Figure, path: str | Path) -> SavedPlot:
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
-    fig.savefig(png, dpi=120)
+    fig.savefig(png, dpi=100)
+    fig.set_layout_engine("none")  # keep the positions the first save computed: the SVG needs no second layout pass
     fig.savefig(svg)
     return SavedPlot(png=png, svg=svg, figure=fig)
 

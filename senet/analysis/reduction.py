@@ -38,7 +38,9 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-def reduction_objective(reduction: float | np.ndarray, *, kappa: float, lam: float, channels: int) -> float | np.ndarray:
+def reduction_objective(
+    reduction: float | np.ndarray, *, kappa: float, lam: float, channels: int
+) -> float | np.ndarray:
     """The spec's ``J(r) = kappa*r^2/2 + lam*C^2/r`` (r may be an array)."""
     kappa, lam = _positive("kappa", kappa), _positive("lam", lam)
     channels = check_positive_int("channels", channels)

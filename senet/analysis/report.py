@@ -3,11 +3,13 @@
 :func:`model_cost` runs one forward pass of a single example with forward hooks, without changing the
 model, and counts under one convention:
 
-- **Convolutions and linear layers** (every ``nn.Conv*``/``nn.ConvTranspose*`` and ``nn.Linear``, inside
+- **Convolutions and linear layers** (every ``nn.Conv*``/``nn.ConvTranspose*`` and ``nn.Linear`` module, inside
   attention layers too): 2 FLOPs per multiply-add, biases excluded, from the shapes seen by the hooks.
   ``torch.utils.flop_counter.FlopCounterMode`` uses exactly this convention for ``aten.convolution``,
   ``aten.mm``/``aten.addmm`` (the bias add of ``addmm`` is not counted), so the report's ``dense_flops``
-  must equal ``flop_counter_flops``, which the report measures in the same pass.
+  equals ``flop_counter_flops``, measured in the same pass, whenever every matrix product of the model lives in
+  such a module. ``FlopCounterMode`` also counts functional products (``torch.matmul``/``bmm``/``einsum``, e.g.
+  the attention pooling of a global-context block), which the hooks do not see: a difference points at them.
 - **Attention layers** (every module whose class is registered in ``senet.layers.ATTENTION_LAYERS``; "SE" in
   the field names means any of them): the layer's own analytic ``.flops(spatial_shape)``, for
   :class:`~senet.layers.SqueezeExcite` the spec's ``F_SE = 2*C*P + 4*C*h`` (pooling ``C*P``, the FCs, reweighting
@@ -107,8 +109,11 @@ class AttentionCost:
         return (self.channels / self.hidden_channels) * math.prod(self.spatial_shape) / 2
 
     @property
-    def side(self) -> str:
-        """``"fc"`` when the FCs dominate (``C >= r*P/2``), ``"spatial"`` when pooling and reweighting do."""
+    def side(self) -> str | None:
+        """``"fc"`` when the FCs dominate (``C >= r*P/2``), ``"spatial"`` when pooling and reweighting do; None for
+        a layer without a bottleneck width h (ECA, CBAM's spatial half, ...), to which the crossover does not apply."""
+        if self.hidden_channels is None:
+            return None
         return "fc" if self.fc_share >= 0.5 else "spatial"
 
     def to_dict(self) -> dict[str, object]:
@@ -159,7 +164,8 @@ class CostReport:
 
         shape = "x".join(map(str, self.input_shape))
         parts = [f"Cost for one example of shape {shape} (FLOPs: 2 per multiply-add; see senet.analysis.report).", ""]
-        parts += [head.format(col="stage"), *(line(row.name, row) for row in self.stages), line("**total**", self.total)]
+        parts += [head.format(col="stage"), *(line(row.name, row) for row in self.stages)]
+        parts.append(line("**total**", self.total))
         parts += ["", head.format(col="block"), *(line(row.name, row) for row in self.blocks)]
         if self.attention:
             parts += [
@@ -172,7 +178,7 @@ class CostReport:
                 spatial = "x".join(map(str, a.spatial_shape))
                 parts.append(
                     f"| {a.name} | {a.channels} | {spatial} | {a.hidden_channels if a.hidden_channels else '-'} "
-                    f"| {a.flops:,} | {a.fc_share:.3f} | {cross} | {a.side} |"
+                    f"| {a.flops:,} | {a.fc_share:.3f} | {cross} | {a.side or '-'} |"
                 )
         parts += [
             "",
@@ -245,20 +251,13 @@ def _check_input_shape(model: nn.Module, input_shape: object) -> tuple[int, ...]
     return tuple(input_shape)
 
 
-def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
-    """FLOPs and parameters of ``model`` per block and stage, with and without SE, for one example.
+def _measure(
+    model: nn.Module, input_shape: tuple[int, ...], attention: dict[str, nn.Module]
+) -> tuple[dict[str, int], dict[str, tuple[int, ...]], int]:
+    """One forward pass of a batch of 1 (eval, no grad, flags restored) under hooks and ``FlopCounterMode``.
 
-    ``input_shape`` is ``(C, *spatial)`` without the batch dimension, e.g. ``(3, 224, 224)``. The model is
-    run once (batch of 1, eval mode, no grad; its train/eval flags are restored) with forward hooks on
-    every convolution, linear and attention layer and under ``FlopCounterMode``. "Without SE" removes
-    every attention layer's FLOPs and parameters (they preserve shapes, so the rest is unchanged).
-    See the module docstring for what is counted.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    input_shape = _check_input_shape(model, input_shape)
-    layout = _Layout(model)
-    attention = attention_modules(model)
+    Returns the conv/linear FLOPs per module name, the input shape ``(C, *S)`` of every attention layer that ran,
+    and ``FlopCounterMode``'s total."""
     dense: dict[str, int] = defaultdict(int)
     seen: dict[str, tuple[int, ...]] = {}
 
@@ -276,13 +275,14 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
 
     handles = []
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):  # _ConvNd: every Conv/ConvTranspose rank
             handles.append(module.register_forward_hook(dense_hook(name)))
         if name in attention:
             handles.append(module.register_forward_hook(attention_hook(name)))
     first = next(model.parameters(), None)
+    floating = first is not None and first.is_floating_point()
     x = torch.randn(1, *input_shape, device=first.device if first is not None else None,
-                    dtype=first.dtype if first is not None and first.is_floating_point() else None)
+                    dtype=first.dtype if floating else None)  # fmt: skip
     modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
@@ -293,42 +293,62 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
             handle.remove()
         for module, training in modes.items():
             module.training = training
+    return dict(dense), seen, int(counter.get_total_flops())
 
+
+def _attention_cost(
+    name: str, module: nn.Module, shape: tuple[int, ...], dense: dict[str, int], params: dict[str, int], layout: _Layout
+) -> AttentionCost:
+    channels, *spatial = shape
+    fc = sum(flops for n, flops in dense.items() if _under(n, name))
+    flops_fn = getattr(module, "flops", None)
+    stage, block = layout.locate(name)
+    return AttentionCost(
+        name=name,
+        layer=type(module).__name__,
+        stage=stage,
+        block=block,
+        channels=channels,
+        spatial_shape=tuple(spatial),
+        hidden_channels=getattr(module, "hidden_channels", None),
+        flops=int(flops_fn(tuple(spatial))) if callable(flops_fn) else fc,
+        fc_flops=fc,
+        params=sum(n for p, n in params.items() if _under(p, name)),
+        analytic=callable(flops_fn),
+    )
+
+
+def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
+    """FLOPs and parameters of ``model`` per block and stage, with and without SE, for one example.
+
+    ``input_shape`` is ``(C, *spatial)`` without the batch dimension, e.g. ``(3, 224, 224)``. The model is
+    run once (batch of 1, eval mode, no grad; its train/eval flags are restored) with forward hooks on
+    every convolution, linear and attention layer and under ``FlopCounterMode``. "Without SE" removes
+    every attention layer's FLOPs and parameters (they preserve shapes, so the rest is unchanged).
+    See the module docstring for what is counted.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    input_shape = _check_input_shape(model, input_shape)
+    layout = _Layout(model)
+    attention = attention_modules(model)
+    dense, seen, counted = _measure(model, input_shape, attention)
     params = {name: p.numel() for name, p in model.named_parameters()}
-    attention_costs = []
-    for name, module in attention.items():
-        if name not in seen:
-            continue  # built but not used in the forward pass
-        channels, *spatial = seen[name]
-        fc = sum(flops for n, flops in dense.items() if _under(n, name))
-        flops_fn = getattr(module, "flops", None)
-        stage, block = layout.locate(name)
-        attention_costs.append(
-            AttentionCost(
-                name=name,
-                layer=type(module).__name__,
-                stage=stage,
-                block=block,
-                channels=channels,
-                spatial_shape=tuple(spatial),
-                hidden_channels=getattr(module, "hidden_channels", None),
-                flops=int(flops_fn(tuple(spatial))) if callable(flops_fn) else fc,
-                fc_flops=fc,
-                params=sum(n for p, n in params.items() if _under(p, name)),
-                analytic=callable(flops_fn),
-            )
-        )
-    attention_names = list(attention)  # parameters of unused attention layers count as SE parameters too
+    costs = tuple(  # layers built but unused in the forward pass get no cost row (their parameters still count)
+        _attention_cost(name, module, seen[name], dense, params, layout)
+        for name, module in attention.items()
+        if name in seen
+    )
 
     def in_attention(name: str) -> bool:
-        return any(_under(name, a) for a in attention_names)
+        return any(_under(name, a) for a in attention)
 
     # (stage, block) -> [flops, se_flops, params, se_params]
     cells: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for name, flops in dense.items():
         if not in_attention(name):
             cells[layout.locate(name)][0] += flops
-    for a in attention_costs:
+    for a in costs:
         cells[(a.stage, a.block)][0] += a.flops
         cells[(a.stage, a.block)][1] += a.flops
     for name, count in params.items():
@@ -341,19 +361,16 @@ def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
         first_seen.setdefault(layout.locate(name), index)
     order = {stage: i for i, stage in enumerate(layout.order())}
     keys = sorted(cells, key=lambda key: (order[key[0]], first_seen.get(key, len(first_seen))))
-    blocks = tuple(CostRow(stage, block, *cells[(stage, block)]) for stage, block in keys)
-    stages = tuple(
-        CostRow(stage, stage, *(sum(row[i] for (s, _), row in cells.items() if s == stage) for i in range(4)))
-        for stage in layout.order()
-        if any(s == stage for s, _ in cells)
-    )
-    total = CostRow("total", "total", *(sum(row[i] for row in cells.values()) for i in range(4)))
+    stages = [stage for stage in layout.order() if any(s == stage for s, _ in cells)]
     return CostReport(
         input_shape=input_shape,
-        blocks=blocks,
-        stages=stages,
-        total=total,
-        attention=tuple(attention_costs),
+        blocks=tuple(CostRow(stage, block, *cells[(stage, block)]) for stage, block in keys),
+        stages=tuple(
+            CostRow(stage, stage, *(sum(row[i] for (s, _), row in cells.items() if s == stage) for i in range(4)))
+            for stage in stages
+        ),
+        total=CostRow("total", "total", *(sum(row[i] for row in cells.values()) for i in range(4))),
+        attention=costs,
         dense_flops=sum(dense.values()),
-        flop_counter_flops=int(counter.get_total_flops()),
+        flop_counter_flops=counted,
     )

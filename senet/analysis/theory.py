@@ -117,8 +117,8 @@ def optimal_noise_gamma(mu: object, sigma2: object, *, tol: float = 1e-10) -> fl
     Same assumptions as :func:`gated_sum_stats`. No closed form in general (for one channel it is the Wiener gate,
     ``gamma = 1/mu^2``, i.e. ``g = mu^2/(mu^2 + sigma^2)``), so the MSE is scanned on a log grid of gamma reaching
     six decades beyond ``1/mean(sigma^2)`` and ``1/(sum |mu|)^2``, and the best cell is refined by golden-section
-    search on log(gamma) to tolerance ``tol``. Returns 0 when no channel is noisy, ``math.inf`` when closing every noisy channel is best
-    (e.g. all ``mu = 0``).
+    search on log(gamma) to tolerance ``tol``. Returns 0 when no channel is noisy, ``math.inf`` when closing every
+    noisy channel is best (e.g. all ``mu = 0``).
     """
     mu, sigma2 = _channels(mu, sigma2)
     if not np.any(sigma2 > 0):
@@ -157,7 +157,8 @@ def optimal_free_gates(mu: object, sigma2: object) -> np.ndarray:
     """The unconstrained MSE-optimal gates for ``sum_i g_i x_i`` (every ``sigma_i^2 > 0``).
 
     Minimising ``(sum (g_i - 1) mu_i)^2 + sum g_i^2 sigma_i^2`` is the linear system ``(mu mu^T + D) g = mu (1^T mu)``,
-    ``D = diag(sigma^2)``; by Sherman-Morrison ``g_i = (sum_j mu_j) (mu_i / sigma_i^2) / (1 + sum_j mu_j^2 / sigma_j^2)``.
+    ``D = diag(sigma^2)``; by Sherman-Morrison
+    ``g_i = (sum_j mu_j) (mu_i / sigma_i^2) / (1 + sum_j mu_j^2 / sigma_j^2)``.
     The optimal gate is proportional to the channel's signal-to-noise ``mu_i / sigma_i^2``; the spec's family
     ``1/(1 + gamma*sigma_i^2)`` is the best it can do with one shared gamma.
     """

@@ -10,5 +10,6 @@ from senet.models import resnet  # noqa: F401  (registers the ResNet family)
 from senet.models import preact  # noqa: F401  (registers PreAct-ResNet-164 and WRN-16-8)
 from senet.models import mobilenet  # noqa: F401  (registers MobileNet v1 and v2)
 from senet.models import vgg  # noqa: F401  (registers VGG-16-BN)
+from senet.models import inception  # noqa: F401  (registers GoogLeNet / SE-Inception)
 
 __all__ = ["ClassifierModel", "FeatureListNet", "create_model", "list_models", "load_weights", "register_model"]

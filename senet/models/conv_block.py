@@ -1,4 +1,4 @@
-"""Pieces shared by the MobileNet, VGG and pre-activation families: ``ConvNormAct`` with an SE slot,
+"""Pieces shared by the MobileNet, VGG, GoogLeNet and pre-activation families: ``ConvNormAct`` with an SE slot,
 ``make_conv``, the spec-table count of an attention layer, and two argument checks.
 
 The SENet paper (Section 4) integrates SE into non-residual networks such as VGGNet "by insertion
@@ -59,7 +59,7 @@ class ConvNormAct(nn.Module):
     ``placement="after_act"``: ``se(act(norm(conv(x))))`` (the SENet paper's placement);
     ``placement="before_act"``: ``act(se(norm(conv(x))))``. Padding is ``kernel_size // 2`` ("same"
     for odd kernels at stride 1). The convolution has no bias (the norm has one) unless ``bias=True``
-    (torchvision's ``vgg16_bn`` keeps them).
+    (torchvision's ``vgg16_bn`` keeps them); ``eps`` is the norm's (torchvision's GoogLeNet: 0.001).
     """
 
     def __init__(
@@ -75,13 +75,14 @@ class ConvNormAct(nn.Module):
         se: nn.Module | None = None,
         placement: str = "after_act",
         bias: bool = False,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.placement = check_placement(placement)
         self.conv = make_conv(
             spatial_dims, in_channels, out_channels, kernel_size, stride=stride, groups=groups, bias=bias
         )
-        self.bn = norm_nd(spatial_dims)(out_channels)
+        self.bn = norm_nd(spatial_dims)(out_channels, eps=eps)
         self.act = activation()
         self.se = se
 

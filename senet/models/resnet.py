@@ -210,10 +210,11 @@ class ResNet(ClassifierModel):
         )
 
     def _init_weights(self) -> None:
-        """He (fan-out) normal initialisation of every convolution, as torchvision and timm; BN gamma=1, beta=0."""
+        """He (fan-out) normal initialisation of every convolution, as torchvision and timm; BN gamma=1, beta=0.
+        A model built on the meta device (for counting or sharding) has no values to initialise."""
         conv = conv_nd(self.spatial_dims)
         for module in self.modules():
-            if isinstance(module, conv):
+            if isinstance(module, conv) and not module.weight.is_meta:
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:

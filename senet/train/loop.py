@@ -282,7 +282,8 @@ def _fit(config: TrainConfig, context: DistContext) -> RunResult:
                 save_checkpoint(checkpoint_path, {
                     "epoch": epoch, "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
-                    "model_spec": spec.to_dict(), "config": config.to_dict(), "history": history,
+                    "model_spec": spec.to_dict(), "input_shape": list(bundle.input_shape), "config": config.to_dict(),
+                    "history": history,
                 })  # fmt: skip
                 write_metrics(config.out, history)
                 if board is not None:
@@ -295,6 +296,6 @@ def _fit(config: TrainConfig, context: DistContext) -> RunResult:
     if not history:
         raise ValueError(f"{config.out} holds no finished epoch to report")
     if main:
-        save_weights(config.out / WEIGHTS_NAME, raw, spec)
+        save_weights(config.out / WEIGHTS_NAME, raw, spec, bundle.input_shape)
     barrier(context)
     return RunResult(config=config, spec=spec, history=history, params=params, bundle=bundle, model=raw.cpu(), resumed_from=start)

@@ -1,0 +1,208 @@
+"""Whole-model benchmark: SE-ResNet / ResNet pairs from senet and timm (and torchvision's ResNet).
+
+Inference (eval, ``torch.no_grad``) and one training step (train mode: forward, cross-entropy,
+backward) are timed with the models interleaved in one run; ratios are taken between medians of
+that run. ``senet_fused``/``senet_plain_fused`` are senet's models with their bottlenecks' last lines
+replaced by the fused ops of :mod:`senet.layers.fused` (instance-level patch, see
+:func:`patch_fused`); each is checked to give its unpatched model's outputs before it is timed.
+Memory: bytes saved for backward (unique storages) and the peak bytes of tensors during a training step.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
+from senet.layers.fused import bn_se_add_relu
+from senet.models import create_model
+
+__all__ = ["ModelCase", "FULL_MODEL_CASE", "QUICK_MODEL_CASE", "build_models", "patch_fused", "run_model_case", "PAIRS"]
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """Which pair of architectures, at what batch and image size, in which layouts and modes."""
+
+    se_arch: str = "seresnet50"
+    plain_arch: str = "resnet50"
+    batch: int = 8
+    image_size: int = 224
+    inference_layouts: tuple[str, ...] = ("nchw", "channels_last")
+    train_layouts: tuple[str, ...] = ("nchw",)
+
+
+FULL_MODEL_CASE = ModelCase()
+QUICK_MODEL_CASE = ModelCase("seresnet50", "resnet50", batch=2, image_size=32, inference_layouts=("nchw",))
+
+# (numerator, denominator) pairs reported as ratios of median times and of memory
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("senet_se", "senet_plain"),
+    ("senet_fused", "senet_plain_fused"),
+    ("senet_fused", "senet_plain"),
+    ("timm_se", "timm_plain"),
+    ("senet_plain", "timm_plain"),
+    ("senet_plain", "torchvision_plain"),
+    ("senet_fused", "timm_se"),
+)
+
+
+def _fused_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """senet's Bottleneck forward (``integration="standard"``) with its last lines fused."""
+    shortcut = x if self.downsample is None else self.downsample(x)  # (N, C_out, *S_out)
+    out = self.act1(self.bn1(self.conv1(x)))  # (N, C_in, *S) -> (N, first_width, *S')
+    out = self.act2(self.bn2(self.conv2(out)))  # -> (N, width, *S/s)
+    out = self.conv3(out)  # -> (N, C_out, *S/s)
+    if self.se is None:
+        out = self.bn3(out)
+        out += shortcut
+        return out.relu_()
+    return bn_se_add_relu(out, self.bn3, self.se, shortcut)
+
+
+def patch_fused(model: nn.Module) -> int:
+    """Give every standard-integration senet Bottleneck of ``model`` the fused forward; return how many.
+
+    Raises ValueError if a block does not have the layout the fused forward assumes.
+    """
+    from senet.models.blocks import Bottleneck
+
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, Bottleneck):
+            continue
+        if module.integration != "standard" or not isinstance(module.act3, nn.ReLU):
+            raise ValueError(f"cannot fuse a Bottleneck with integration={module.integration!r}, act3={module.act3!r}")
+        module.forward = types.MethodType(_fused_bottleneck_forward, module)
+        count += 1
+    return count
+
+
+def build_models(case: ModelCase) -> tuple[dict[str, nn.Module], dict[str, str]]:
+    """The models to compare (same seed for senet's), and the reasons for those skipped."""
+    torch.manual_seed(0)
+    models: dict[str, nn.Module] = {"senet_se": create_model(case.se_arch), "senet_plain": create_model(case.plain_arch)}
+    models["senet_fused"] = copy.deepcopy(models["senet_se"])
+    models["senet_plain_fused"] = copy.deepcopy(models["senet_plain"])
+    skipped: dict[str, str] = {}
+    for name in ("senet_fused", "senet_plain_fused"):
+        try:
+            if patch_fused(models[name]) == 0:
+                raise ValueError("no Bottleneck blocks")
+        except (ValueError, ImportError) as error:
+            skipped[name] = f"cannot patch: {error}"
+            del models[name]
+    try:
+        import timm
+
+        models["timm_se"] = timm.create_model(case.se_arch)
+        models["timm_plain"] = timm.create_model(case.plain_arch)
+    except ImportError:
+        skipped["timm_se"] = skipped["timm_plain"] = "timm is not installed"
+    except RuntimeError as error:  # timm lacks the architecture
+        skipped["timm_se"] = skipped["timm_plain"] = str(error)
+    try:
+        import torchvision
+
+        models["torchvision_plain"] = getattr(torchvision.models, case.plain_arch)()
+    except (ImportError, AttributeError) as error:
+        skipped["torchvision_plain"] = str(error)
+    return models, skipped
+
+
+def _layout(x: torch.Tensor, model: nn.Module, layout: str) -> tuple[torch.Tensor, nn.Module]:
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last), model.to(memory_format=torch.channels_last)
+    return x, model.to(memory_format=torch.contiguous_format)
+
+
+def _check_fused(models: dict[str, nn.Module], x: torch.Tensor, training: bool) -> dict[str, float]:
+    """Each fused model against its unpatched original (copies, so running statistics stay untouched)."""
+    errors = {}
+    for fused, original in (("senet_fused", "senet_se"), ("senet_plain_fused", "senet_plain")):
+        if fused not in models:
+            continue
+        a, b = copy.deepcopy(models[fused]).train(training), copy.deepcopy(models[original]).train(training)
+        with torch.set_grad_enabled(training):
+            out_a, out_b = a(x), b(x)
+        error = (out_a - out_b).abs().max().item()
+        tolerance = 1e-3 * max(1.0, out_b.abs().max().item())
+        if not error <= tolerance:
+            raise RuntimeError(f"{fused} disagrees with {original}: max abs error {error:.3g} > {tolerance:.3g}")
+        errors[fused] = error
+    return errors
+
+
+def _inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def call() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return call
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+    def call() -> None:
+        for p in model.parameters():
+            p.grad = None
+        F.cross_entropy(model(x), target).backward()
+
+    return call
+
+
+def _ratios(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {f"{a}/{b}": ratio(samples[a], samples[b]) for a, b in PAIRS if a in samples and b in samples}
+
+
+def run_model_case(case: ModelCase, *, repeats: int, memory: bool = True) -> dict:
+    """Time inference and a training step for every model (and measure memory); see the module doc."""
+    models, skipped = build_models(case)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(case.batch, 3, case.image_size, case.image_size, generator=generator)
+    target = torch.randint(0, 1000, (case.batch,), generator=generator)
+    rows = []
+    for mode, layouts in (("inference", case.inference_layouts), ("train_step", case.train_layouts)):
+        training = mode == "train_step"
+        for layout in layouts:
+            fns = {}
+            for name, model in models.items():
+                xl, model = _layout(x, model.train(training), layout)
+                fns[name] = _train_step(model, xl, target) if training else _inference(model, xl)
+            xl = _layout(x, nn.Identity(), layout)[0]
+            errors = _check_fused(models, xl, training)
+            samples = interleaved(fns, repeats=repeats)
+            rows.append(
+                {
+                    "mode": mode,
+                    "layout": layout,
+                    "batch": case.batch,
+                    "image_size": case.image_size,
+                    "results": {name: {**summarize(s), "max_abs_error": errors.get(name, 0.0)} for name, s in samples.items()},
+                    "ratios": _ratios(samples),
+                }
+            )
+    result = {"se_arch": case.se_arch, "plain_arch": case.plain_arch, "timings": rows, "skipped": skipped}
+    if memory:
+        result["memory"] = measure_memory(models, x, target)
+    return result
+
+
+def measure_memory(models: dict[str, nn.Module], x: torch.Tensor, target: torch.Tensor) -> dict:
+    """Saved-for-backward bytes of a training forward and peak tensor bytes of a training step."""
+    values = {}
+    for name, model in models.items():
+        model = model.train().to(memory_format=torch.contiguous_format)
+        saved = saved_bytes(lambda: F.cross_entropy(model(x), target))
+        peak = peak_bytes(_train_step(model, x, target))
+        values[name] = {"saved_bytes": saved, "peak_bytes": peak}
+    ratios = {}
+    for a, b in PAIRS:
+        if a in values and b in values:
+            ratios[f"{a}/{b}"] = {key: values[a][key] / values[b][key] for key in ("saved_bytes", "peak_bytes")}
+    return {"batch": x.shape[0], "image_size": x.shape[-1], "results": values, "ratios": ratios}

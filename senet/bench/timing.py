@@ -1,0 +1,106 @@
+"""Interleaved timing, robust summaries, and memory accounting (saved-for-backward bytes, peak bytes).
+
+The machines these numbers come from are shared, so every comparison is made inside one run: the
+candidates of a group are called in turn, repeat after repeat (the order rotates each repeat), and
+ratios are taken between medians of the same run. The per-repeat (paired) ratios give the spread.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["interleaved", "summarize", "ratio", "saved_bytes", "peak_bytes"]
+
+
+def _calibrate(fn: Callable[[], object], min_time: float) -> int:
+    """How many calls make one sample last at least ``min_time`` seconds (after one warm-up call)."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, math.ceil(min_time / once))
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], *, repeats: int, min_time: float = 0.0
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, ``repeats`` samples each, measured in rotating turns.
+
+    Each function is warmed up (and calibrated so that one sample lasts ``min_time``); then repeat r
+    calls the functions starting at the r-th, so that no function always runs right after another.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    names = list(fns)
+    inner = {name: _calibrate(fns[name], min_time) for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, n = fns[name], inner[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - start) / n)
+    return samples
+
+
+def summarize(samples: list[float]) -> dict[str, float | int | list[float]]:
+    """Median, quartiles, min and max of timing samples (seconds), and the samples themselves."""
+    ordered = sorted(samples)
+    q1, _, q3 = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else (ordered[0],) * 3
+    return {
+        "median_s": statistics.median(ordered),
+        "q1_s": q1,
+        "q3_s": q3,
+        "min_s": ordered[0],
+        "max_s": ordered[-1],
+        "repeats": len(ordered),
+        "samples_s": list(samples),
+    }
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> dict[str, float]:
+    """``median(numerator) / median(denominator)``, with the range of the per-repeat (paired) ratios."""
+    paired = [a / b for a, b in zip(numerator, denominator)]
+    return {
+        "ratio": statistics.median(numerator) / statistics.median(denominator),
+        "paired_min": min(paired),
+        "paired_max": max(paired),
+    }
+
+
+def saved_bytes(step: Callable[[], object]) -> int:
+    """Bytes autograd saves for backward while ``step()`` runs a forward pass: the sum over the unique
+    storages of the tensors seen by ``torch.autograd.graph.saved_tensors_hooks`` (a storage saved by
+    several ops, e.g. a block output saved by a ReLU and the next convolution, counts once)."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return sum(storages.values())
+
+
+def peak_bytes(step: Callable[[], object]) -> int:
+    """Peak of the bytes held by tensors allocated while ``step()`` runs, above the level at its start.
+
+    From the profiler's memory events (allocations and frees in time order, allocator-independent);
+    a peak inside a single op (between its own allocation and free) is not seen.
+    """
+    with torch.autograd.profiler.profile(profile_memory=True) as prof:
+        step()
+    events = sorted(prof.function_events, key=lambda e: e.time_range.start)
+    level = peak = 0
+    for event in events:
+        level += event.self_cpu_memory_usage
+        peak = max(peak, level)
+    return peak
