@@ -39,7 +39,7 @@ class ModelCase:
 
 
 FULL_MODEL_CASE = ModelCase()
-QUICK_MODEL_CASE = ModelCase("seresnet50", "resnet50", batch=2, image_size=32, inference_layouts=("nchw",))
+QUICK_MODEL_CASE = ModelCase("seresnet50", "resnet50", batch=2, image_size=64, inference_layouts=("nchw",))
 
 # (numerator, denominator) pairs reported as ratios of median times and of memory
 PAIRS: tuple[tuple[str, str], ...] = (

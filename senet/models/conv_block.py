@@ -1,8 +1,8 @@
 """Pieces shared by the MobileNet, VGG, GoogLeNet and pre-activation families: ``ConvNormAct`` with an SE slot,
 ``make_conv``, the spec-table count of an attention layer, and two argument checks.
 
-The SENet paper (Section 4) integrates SE into non-residual networks such as VGGNet "by insertion
-after the non-linearity following each convolution". :class:`ConvNormAct` is that unit: a
+The SENet paper (Section 4) integrates SE into non-residual networks such as VGGNet by inserting it
+after the non-linearity that follows each convolution. :class:`ConvNormAct` is that unit: a
 convolution, batch norm and activation, with an optional attention block ``se`` either after the
 activation (``placement="after_act"``, the paper's) or between the norm and the activation
 (``placement="before_act"``). Every class comes from :mod:`senet.layers.nd`, so one code path

@@ -1,7 +1,7 @@
 """GoogLeNet (Inception v1) with BN, plain or with SE-Inception modules (SENet paper, Fig. 2), any rank.
 
-For non-residual networks the SENet paper takes the transformation F_tr "to be an entire Inception
-module": the SE-Inception module gates the concatenated output of the module's four branches,
+For non-residual networks the SENet paper takes the transformation F_tr to be an entire Inception
+module: the SE-Inception module gates the concatenated output of the module's four branches,
 ``Y = SE(concat(b1(x), b2(x), b3(x), b4(x)))`` (:class:`Inception`, attribute ``se``). The paper's own
 SE-Inception network is SE-BN-Inception (Inception v2); this is the Inception v1 layout of Szegedy et
 al. (2015, Table 1) as torchvision's ``googlenet`` builds it, so the plain model matches it exactly:

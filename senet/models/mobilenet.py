@@ -3,10 +3,11 @@
 **MobileNet v1** (Howard et al., 2017, Table 1), "1.0-224": a 3x3/2 stem and 13 depthwise-separable
 blocks (3x3 depthwise conv-BN-act, 1x1 pointwise conv-BN-act). **SE-MobileNet** is the SENet paper's
 Table 3 setting: one SE block after each block's pointwise convolution (after its activation, the
-paper's rule for non-residual networks: "after the non-linearity following each convolution"; the
+paper's rule for non-residual networks: after the non-linearity that follows a convolution; the
 depthwise convolutions carry none). Parameters at 1000 classes: plain 4,231,976 (as timm's
 ``mobilenetv1_100``); with SE at r=16, 13 blocks of ``2*C*(C//16) + C//16 + C``: 4,718,044, the
-paper's "4.7M" (Table 3: 4.2M -> 4.7M).
+paper's "4.7M" (Table 3: 4.2M -> 4.7M). SE after the depthwise convolutions as well would give about
+5.07M, which is why only the pointwise ones carry it.
 
 **MobileNetV2** (Sandler et al., 2018, Table 2): inverted residual blocks (1x1 expansion by t,
 3x3 depthwise, linear 1x1 projection; identity shortcut where stride 1 and widths match). With SE,

@@ -1,13 +1,13 @@
 """VGG-16 with batch norm, plain or with SE (SENet paper, Table 2: VGG-16 27.02 -> SE-VGG-16 25.22 top-1 error).
 
 VGG-16 is configuration D of Simonyan & Zisserman (2015, Table 1): thirteen 3x3 convolutions in five
-stages, each stage closed by a 2x2/2 max pool, then three FC layers. As in the SENet paper ("we add
-batch normalization after each convolution" to train it from scratch) and torchvision's ``vgg16_bn``,
+stages, each stage closed by a 2x2/2 max pool, then three FC layers. As in the SENet paper (which adds
+batch normalization after each convolution to train it from scratch) and torchvision's ``vgg16_bn``,
 every convolution is followed by BN and ReLU; the convolutions keep their biases (redundant before BN,
 but torchvision's ``vgg16_bn`` has them, so parameter counts and weights match).
 
-SE placement: the SENet paper (Section 4) integrates SE into standard architectures such as VGGNet
-"by insertion after the non-linearity following each convolution", so ``sevgg16_bn`` has 13 SE blocks,
+SE placement: the SENet paper (Section 4) integrates SE into standard architectures such as VGGNet by
+inserting it after the non-linearity that follows each convolution, so ``sevgg16_bn`` has 13 SE blocks,
 one after every conv-BN-ReLU (``placement="before_act"`` moves each between the BN and the ReLU).
 With r = 16 they add 2*sum(C * (C // 16)) weights + sum(C // 16 + C) biases = 230,792 parameters.
 
