@@ -89,7 +89,10 @@ def expected_layout(style: Style, spec: ArchSpec) -> Layout:
         return Layout(stem_pool="max", stride_on="3x3", branch_act=False, strides=imagenet)
     one_group = spec.block == "bottleneck" and all(stage.groups == 1 for stage in spec.stages)
     return Layout(
-        stem_pool="max_ceil", stride_on="1x1" if one_group else "3x3", branch_act=spec.block == "basic", strides=imagenet
+        stem_pool="max_ceil",
+        stride_on="1x1" if one_group else "3x3",
+        branch_act=spec.block == "basic",
+        strides=imagenet,
     )
 
 

@@ -63,7 +63,9 @@ def _to_senet(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     out = rename(state, stem + UNITS, to_senet=True, what=_WHAT)
     for key, value in out.items():
         if key.endswith((".se.fc1.weight", ".se.fc2.weight")) and value.ndim != 2:
-            raise ValueError(f"MONAI SE weight {key!r} must be an nn.Linear matrix (h, C), got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"MONAI SE weight {key!r} must be an nn.Linear matrix (h, C), got shape {tuple(value.shape)}"
+            )
     return fill_num_batches_tracked(out), "caffe"
 
 

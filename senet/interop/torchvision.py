@@ -27,7 +27,11 @@ from senet.models.resnet import ResNet
 __all__ = ["TORCHVISION"]
 
 KEYS = SENET_STEM + same(
-    "{block}.conv{k}.weight", "{block}.bn{k}.{bn}", "{block}.downsample.0.weight", "{block}.downsample.1.{bn}", "fc.{wb}"
+    "{block}.conv{k}.weight",
+    "{block}.bn{k}.{bn}",
+    "{block}.downsample.0.weight",
+    "{block}.downsample.1.{bn}",
+    "fc.{wb}",
 )
 _WHAT = "torchvision ResNet"
 
@@ -39,7 +43,9 @@ def _to_senet(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
 def _from_senet(state: Mapping[str, torch.Tensor], model: ResNet) -> dict[str, torch.Tensor]:
     check_rank(model, (2,), "torchvision")
     if model.attention is not None:
-        raise ValueError(f"torchvision's ResNets have no attention blocks; the senet model has attention={model.attention!r}")
+        raise ValueError(
+            f"torchvision's ResNets have no attention blocks; the senet model has attention={model.attention!r}"
+        )
     check_layout(model, "v1.5", "torchvision")
     return rename(state, KEYS, to_senet=False, what="senet (as a torchvision ResNet)")
 

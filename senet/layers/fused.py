@@ -155,13 +155,13 @@ def batch_norm_affine(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
     return u, alpha.detach(), beta.detach()
 
 
-def fusable(bn: nn.Module, se: nn.Module | None) -> bool:
-    """Whether :func:`bn_se_add_relu` can use its lean path for this norm and SE block: a (non-sync)
-    batch norm, an average-squeeze :class:`SqueezeExcite`, and eager or ``torch.compile`` execution
-    (not TorchScript, ``torch.jit.trace``, FX symbolic tracing or ONNX export)."""
+def fusable(bn: nn.Module, se: nn.Module | None, c: torch.Tensor | None = None) -> bool:
+    """Whether :func:`bn_se_add_relu` can use its lean path for this norm and SE block (and input ``c``):
+    a (non-sync) batch norm, an average-squeeze :class:`SqueezeExcite`, and eager or ``torch.compile``
+    execution (not TorchScript, ``torch.jit.trace``, FX symbolic tracing or ONNX export)."""
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
-    if torch.fx._symbolic_trace.is_fx_tracing():
+    if isinstance(c, torch.fx.Proxy):  # FX symbolic tracing
         return False
     is_bn = isinstance(bn, nn.modules.batchnorm._BatchNorm) and not isinstance(bn, nn.SyncBatchNorm)
     return is_bn and type(se) is SqueezeExcite and se.squeeze == "avg"
@@ -189,7 +189,7 @@ def bn_se_add_relu(c: torch.Tensor, bn: nn.Module, se: nn.Module, identity: torc
 
     instead of ``out = self.se(self.bn3(self.conv3(x))); out = out + shortcut; return self.act3(out)``.
     """
-    if not fusable(bn, se):
+    if not fusable(bn, se, c):
         return torch.relu(se(bn(c)) + identity)
     check_input(c, se.channels, name="c")
     if not isinstance(identity, torch.Tensor) or identity.shape != c.shape:

@@ -3,15 +3,14 @@ layer's side of the crossover ``C >= r*S^2/2``) and, given data, its gate statis
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch.nn as nn
 
-from senet.analysis import attention_modules, model_cost, plot_cost_breakdown
+from senet.analysis import attention_modules
 from senet.data import build_data
 from senet.train.checkpoint import check_writable
-from senet.train.compare import gate_section
+from senet.train.compare import cost_section, gate_section
 from senet.train.config import ModelSpec
 from senet.train.loop import spec_for_data
 from senet.train.model import build_model
@@ -25,14 +24,6 @@ def default_input_shape(spec: ModelSpec, model: nn.Module) -> tuple[int, ...]:
     """``(in_channels, 32, ...)`` for the CIFAR families (names ending in ``_cifar``), else 224 per side."""
     side = 32 if spec.name.endswith("_cifar") else 224
     return (model.in_channels, *([side] * model.spatial_dims))
-
-
-class _AnalyzedRun:
-    """What :func:`gate_section` needs of a run: a model, its data and a seed label."""
-
-    def __init__(self, model: nn.Module, bundle) -> None:
-        self.model, self.bundle = model, bundle
-        self.config = type("Seed", (), {"seed": "-"})()
 
 
 def analyze(
@@ -62,20 +53,16 @@ def analyze(
         spec = spec_for_data(spec, bundle) if bundle is not None else spec
         model = build_model(spec)
     if bundle is not None:
-        spec_for_data(replace(spec, options={}), bundle)  # the data must fit the model (checked below for shapes)
         if (model.in_channels, model.spatial_dims) != (bundle.in_channels, bundle.spatial_dims):
             raise ValueError(f"data {bundle.name!r} has input {bundle.input_shape}, which model {spec.name} cannot take")
     shape = input_shape or (bundle.input_shape if bundle is not None else None) or stored_shape or default_input_shape(spec, model)
     report = Report(out, f"Analysis of {spec.name}" + (f" ({checkpoint})" if checkpoint else " (untrained weights)"))
     if command:
         report.add(f"Command: `{command}`")
-    cost = model_cost(model.eval(), tuple(shape))
-    plot = plot_cost_breakdown(cost, out / "cost_breakdown.png").png
-    report.add("## Cost\n\n" + cost.to_markdown())
-    report.add_image(plot, "FLOPs and parameters per stage, with the SE share")
-    results: dict[str, object] = {"model_spec": spec.to_dict(), "checkpoint": checkpoint, "input_shape": list(shape), "cost": cost.to_dict()}
+    results: dict[str, object] = {"model_spec": spec.to_dict(), "checkpoint": checkpoint, "input_shape": list(shape)}
+    results["cost"] = cost_section(report, model, tuple(shape), spec.name)
     if bundle is not None and attention_modules(model):
         results["data"], results["data_note"] = bundle.name, bundle.note
-        results["gates"] = gate_section(report, _AnalyzedRun(model, bundle), spec.name)
+        results["gates"] = gate_section(report, model, bundle, spec.name)
     report.results = results
     return report.write()

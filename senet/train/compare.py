@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch.nn as nn
+
 from senet.analysis import collect_gates, model_cost, plot_cost_breakdown, plot_gate_histograms, plot_gate_profiles
 from senet.data import DataBundle, make_loader
 from senet.layers.registry import get_attention
@@ -55,9 +57,9 @@ def gate_loader(bundle: DataBundle):
     return make_loader(bundle.val, batch_size=batch, train=False, seed=0, variable_length=bundle.variable_length)
 
 
-def gate_section(report: Report, run, label: str) -> dict[str, object]:
-    """Gate statistics of ``run``'s trained model on the validation split: a table and two plots."""
-    stats = collect_gates(run.model, gate_loader(run.bundle))
+def gate_section(report: Report, model: nn.Module, bundle: DataBundle, label: str) -> dict[str, object]:
+    """Gate statistics of ``model`` on ``bundle``'s validation split: a table and two plots."""
+    stats = collect_gates(model, gate_loader(bundle))
     stats.to_json(report.out / "gates.json")
     profiles = plot_gate_profiles(stats, report.out / "gate_profiles.png").png
     histograms = plot_gate_histograms(stats, report.out / "gate_histograms.png").png
@@ -67,7 +69,7 @@ def gate_section(report: Report, run, label: str) -> dict[str, object]:
         for s in stats.summary()
     ]  # fmt: skip
     report.add(
-        f"## Gate statistics of the {label} model (seed {run.config.seed}, {stats.num_examples} validation examples)\n\n"
+        f"## Gate statistics of the {label} model ({stats.num_examples} validation examples)\n\n"
         "Per block: mean and spread of the gates, fractions near 0 (< 0.05) and near 1 (> 0.95), and how "
         "class-specific the gates are (divergence between class-mean profiles; eta^2, the share of gate variance "
         "explained by the class).\n\n"
@@ -78,9 +80,9 @@ def gate_section(report: Report, run, label: str) -> dict[str, object]:
     return {"blocks": stats.summary(), "file": "gates.json"}
 
 
-def cost_section(report: Report, run, label: str) -> dict[str, object]:
-    """The cost breakdown (FLOPs and parameters per stage and block) of ``run``'s model."""
-    cost = model_cost(run.model.eval(), run.bundle.input_shape)
+def cost_section(report: Report, model: nn.Module, input_shape: tuple[int, ...], label: str) -> dict[str, object]:
+    """The cost breakdown (FLOPs and parameters per stage and block) of ``model`` for one example of ``input_shape``."""
+    cost = model_cost(model.eval(), tuple(input_shape))
     plot = plot_cost_breakdown(cost, report.out / "cost_breakdown.png").png
     report.add(f"## Cost of the {label} model\n\n" + cost.to_markdown())
     report.add_image(plot, f"FLOPs and parameters per stage, with the SE share ({label})")
@@ -135,8 +137,8 @@ def compare(base: TrainConfig, variants: list[Variant], seeds: Sequence[int], ou
     report.add_image(curves, "Learning curves: validation accuracy and training loss per epoch")
     if "se" in by_label:
         se_run = by_label["se"].runs[0]
-        results["gates"] = gate_section(report, se_run, "SE")
-        results["cost"] = cost_section(report, se_run, "SE")
+        results["gates"] = gate_section(report, se_run.model, se_run.bundle, f"SE (seed {se_run.config.seed})")
+        results["cost"] = cost_section(report, se_run.model, se_run.bundle.input_shape, "SE")
     report.results = results
     paths = report.write()
     return CompareResult(summaries, *paths, table)

@@ -1,0 +1,239 @@
+"""``run_benchmarks``: every suite under the default and under senet's allocator setting, one process each.
+
+The allocator setting is process-wide and cannot be undone (see :mod:`senet.bench.allocator`), so each
+setting runs in a fresh worker process (``python -m senet.bench.run --worker ...``) that measures senet
+and its peers under that same setting; the parent merges the workers' JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
+
+__all__ = ["BenchConfig", "ALLOCATORS", "SUITES", "run_benchmarks", "run_worker", "format_results", "machine_info"]
+
+ALLOCATORS: tuple[str, ...] = ("default", "tuned")
+SUITES: tuple[str, ...] = ("blocks", "models")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Repeats and shapes of one benchmark run (``quick``: tiny shapes, few repeats, for CI smoke)."""
+
+    quick: bool
+    block_repeats: int
+    model_repeats: int
+    min_time: float  # seconds per timing sample of a block (short calls are repeated)
+
+    @classmethod
+    def make(cls, quick: bool) -> BenchConfig:
+        return cls(quick=True, block_repeats=3, model_repeats=3, min_time=0.002) if quick else cls(
+            quick=False, block_repeats=7, model_repeats=7, min_time=0.02
+        )
+
+
+def _check_threads(threads: object) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    return threads
+
+
+def machine_info(threads: int) -> dict:
+    """The machine and software a run was measured on."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("timm", "torchvision", "monai"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "glibc": glibc_version(),
+        "versions": versions,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_worker(*, allocator: str, quick: bool, threads: int, suites: tuple[str, ...] = SUITES) -> dict:
+    """Run the suites in this process under ``allocator`` (``"tuned"`` applies :func:`tune_allocator`)."""
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {list(ALLOCATORS)}, got {allocator!r}")
+    applied = tune_allocator() if allocator == "tuned" else {}
+    torch.set_num_threads(_check_threads(threads))
+    config = BenchConfig.make(quick)
+    started = time.time()
+    result: dict = {"allocator": allocator, "mallopt": applied, "load_average_start": list(os.getloadavg())}
+    if "blocks" in suites:
+        from senet.bench.blocks import FULL_CASES, QUICK_CASES, run_block_case
+
+        result["blocks"] = [
+            run_block_case(case, mode, repeats=config.block_repeats, min_time=config.min_time)
+            for case in (QUICK_CASES if quick else FULL_CASES)
+            for mode in ("forward", "forward_backward")
+        ]
+    if "models" in suites:
+        from senet.bench.models import FULL_MODEL_CASE, QUICK_MODEL_CASE, run_model_case
+
+        result["models"] = run_model_case(QUICK_MODEL_CASE if quick else FULL_MODEL_CASE, repeats=config.model_repeats)
+    result["load_average_end"] = list(os.getloadavg())
+    result["seconds"] = time.time() - started
+    return result
+
+
+def run_benchmarks(
+    *,
+    quick: bool = False,
+    threads: int = 1,
+    out: Path | None = None,
+    allocators: tuple[str, ...] = ALLOCATORS,
+    suites: tuple[str, ...] = SUITES,
+) -> dict:
+    """Run the SE block and whole-model benchmarks under each allocator setting; write JSON to ``out``.
+
+    Each setting runs in its own worker process (the peers always under the same setting as senet).
+    ``quick`` uses tiny shapes and 3 repeats (a smoke test: its timings mean nothing). Returns
+    ``{"meta": ..., "runs": {"default": ..., "tuned": ...}}``; :func:`format_results` prints it.
+    """
+    _check_threads(threads)
+    for name in allocators:
+        if name not in ALLOCATORS:
+            raise ValueError(f"allocators must be taken from {list(ALLOCATORS)}, got {name!r}")
+    for name in suites:
+        if name not in SUITES:
+            raise ValueError(f"suites must be taken from {list(SUITES)}, got {name!r}")
+    results = {
+        "meta": {
+            **machine_info(threads),
+            "quick": quick,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "tuned_allocator": TUNED_SETTINGS,
+            "command": f"senet bench{' --quick' if quick else ''} --threads {threads}",
+        },
+        "runs": {},
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        for allocator in allocators:
+            path = Path(folder) / f"{allocator}.json"
+            command = [sys.executable, "-m", "senet.bench.run", "--worker", "--allocator", allocator]
+            command += ["--threads", str(threads), "--suites", ",".join(suites), "--out", str(path)]
+            command += ["--quick"] if quick else []
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            completed = subprocess.run(command, env=env, capture_output=True, text=True)
+            if completed.returncode != 0:
+                raise RuntimeError(f"benchmark worker ({allocator}) failed:\n{completed.stderr[-4000:]}")
+            results["runs"][allocator] = json.loads(path.read_text())
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _block_table(rows: list[dict]) -> list[str]:
+    names = ["senet", "timm", "torchvision", "monai", "unit_senet", "unit_timm"]
+    lines = [
+        "SE block, median time / bandwidth bound (3x bytes forward, 7x forward+backward); "
+        "in-model = (t(unit) - t(unit_plain)) / bound",
+        f"{'shape':<22} {'layout':<13} {'mode':<9} {'GB/s':>5} "
+        + " ".join(f"{n:>11}" for n in names[:4])
+        + f" {'unit_plain':>10} {'in-model senet':>14} {'in-model timm':>13}",
+    ]
+    for row in rows:
+        res = row["results"]
+        cells = [_fmt_ratio(res[n]["ratio_to_bound"]) if n in res else "-" for n in names[:4]]
+        in_model = row["in_model"]
+        senet = in_model.get("unit_senet", {}).get("ratio_to_bound")
+        timm = in_model.get("unit_timm", {}).get("ratio_to_bound")
+        mode = "fwd" if row["mode"] == "forward" else "fwd+bwd"
+        lines.append(
+            f"{'x'.join(map(str, row['shape'])):<22} {row['layout']:<13} {mode:<9} {row['bandwidth_gbs']:>5.1f} "
+            + " ".join(f"{c:>11}" for c in cells)
+            + f" {_fmt_ratio(res['unit_plain']['ratio_to_bound']):>10} {_fmt_ratio(senet):>14} {_fmt_ratio(timm):>13}"
+        )
+    return lines
+
+
+def _model_table(models: dict) -> list[str]:
+    lines = [f"Whole models ({models['se_arch']} / {models['plain_arch']}): ratio of medians [paired min, max]"]
+    for row in models["timings"]:
+        lines.append(f"  {row['mode']} {row['layout']} batch {row['batch']} {row['image_size']}px:")
+        for pair, value in row["ratios"].items():
+            lines.append(f"    {pair:<34} {value['ratio']:.3f} [{value['paired_min']:.3f}, {value['paired_max']:.3f}]")
+        for name, stats in row["results"].items():
+            spread = (stats["q3_s"] - stats["q1_s"]) / stats["median_s"]
+            lines.append(f"      {name:<20} median {stats['median_s'] * 1e3:9.1f} ms  IQR/median {spread:.3f}")
+    memory = models.get("memory")
+    if memory:
+        lines.append(f"  memory, training step, batch {memory['batch']} {memory['image_size']}px (saved for backward, peak):")
+        for name, value in memory["results"].items():
+            lines.append(
+                f"    {name:<20} saved {value['saved_bytes'] / 2**20:9.1f} MiB  peak {value['peak_bytes'] / 2**20:9.1f} MiB"
+            )
+        for pair, value in memory["ratios"].items():
+            lines.append(f"    {pair:<34} saved {value['saved_bytes']:.3f}  peak {value['peak_bytes']:.3f}")
+    if models.get("skipped"):
+        lines.append(f"  skipped: {models['skipped']}")
+    return lines
+
+
+def format_results(results: dict) -> str:
+    """The printed report of :func:`run_benchmarks`' result: one section per allocator setting."""
+    meta = results["meta"]
+    lines = [
+        f"senet bench: {meta['cpu']}, {meta['cpu_count']} CPUs, {meta['threads']} thread(s), torch "
+        f"{meta['versions']['torch']}, glibc {meta['glibc']}{' (quick: timings are not meaningful)' if meta['quick'] else ''}",
+    ]
+    for allocator, run in results["runs"].items():
+        setting = "glibc defaults" if allocator == "default" else f"mallopt {run['mallopt'] or 'unavailable'}"
+        lines += ["", f"== allocator: {allocator} ({setting}); load average {run['load_average_start'][0]:.1f} "
+                  f"-> {run['load_average_end'][0]:.1f} =="]
+        if "blocks" in run:
+            lines += _block_table(run["blocks"])
+        if "models" in run:
+            lines += [""] + _model_table(run["models"])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="senet benchmark worker (one allocator setting)")
+    parser.add_argument("--worker", action="store_true", required=True)
+    parser.add_argument("--allocator", choices=ALLOCATORS, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--suites", default=",".join(SUITES))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    suites = tuple(s for s in args.suites.split(",") if s)
+    result = run_worker(allocator=args.allocator, quick=args.quick, threads=args.threads, suites=suites)
+    args.out.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The benchmark's own checks: correctness before timing, JSON fields, ratios from medians, allocator tuning.
+
+Timings are never asserted (the machine is shared); only what the benchmark computes from them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+from senet.bench import format_results, run_benchmarks
+from senet.bench import allocator as bench_allocator
+from senet.bench import blocks as bench_blocks
+from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
+from senet.bench.blocks import BlockCase, ResidualTail, make_peers, reference_se, run_block_case
+from senet.bench.models import PAIRS, _check_fused, _ratios, measure_memory, patch_fused
+from senet.bench.run import run_worker
+from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
+from senet.layers import SqueezeExcite
+from senet.models import create_model
+
+
+def test_interleaved_rotates_and_summaries_use_medians():
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = interleaved(fns, repeats=3)
+    assert {name: len(s) for name, s in samples.items()} == {"a": 3, "b": 3, "c": 3}
+    timed = calls[6:]  # after the warm-up and calibration calls (two per function)
+    assert timed == list("abc") + list("bca") + list("cab")
+    stats = summarize([3.0, 1.0, 2.0, 10.0])
+    assert stats["median_s"] == 2.5 and stats["min_s"] == 1.0 and stats["max_s"] == 10.0
+    r = ratio([2.0, 4.0, 6.0], [1.0, 1.0, 4.0])
+    assert r["ratio"] == 4.0 and r["paired_min"] == 1.5 and r["paired_max"] == 4.0
+    with pytest.raises(ValueError, match="repeats"):
+        interleaved(fns, repeats=0)
+
+
+def test_saved_bytes_counts_unique_storages_and_peak_bytes():
+    x = torch.randn(64, 32)
+    w = torch.randn(32, 32, requires_grad=True)
+    out_bytes = 64 * 32 * 4
+
+    def forward():
+        h = x @ w  # saves x (w needs no input gradient)
+        return h.relu()  # saves its output
+
+    assert saved_bytes(forward) == 2 * out_bytes
+    shared = torch.randn(64, 32, requires_grad=True)
+    assert saved_bytes(lambda: (shared * shared)) == out_bytes  # one storage saved twice counts once
+
+    def step():
+        a = torch.ones(256, 1024)  # 1 MiB
+        b = a * 2  # 2 MiB live
+        del a
+        return b.sum()
+
+    assert 2 * 2**20 <= peak_bytes(step) < 2 * 2**20 + 1024  # plus a few scalars
+
+
+def test_peers_get_senet_weights_and_skip_by_rank():
+    se = SqueezeExcite(32, reduction=16)
+    x = torch.randn(2, 32, 5, 5)
+    peers, skipped = make_peers(se, 2)
+    assert set(peers) == {"timm", "torchvision", "monai"} and not skipped
+    for peer in peers.values():
+        torch.testing.assert_close(peer(x), se(x))
+    torch.testing.assert_close(reference_se(x, se).float(), se(x))
+    peers, skipped = make_peers(se, 3)
+    assert set(peers) == {"monai"} and set(skipped) == {"timm", "torchvision"}
+
+
+@pytest.mark.parametrize("mode", ["forward", "forward_backward"])
+def test_block_case_fields_and_ratios_from_medians(mode):
+    row = run_block_case(BlockCase((2, 32, 6, 6), "channels_last"), mode, repeats=3)
+    assert row["mode"] == mode and row["shape"] == [2, 32, 6, 6] and row["layout"] == "channels_last"
+    assert set(row["results"]) == {"senet", "timm", "torchvision", "monai", "unit_plain", "unit_senet", "unit_timm"}
+    nbytes = 2 * 32 * 6 * 6 * 4
+    assert row["tensor_bytes"] == nbytes
+    bandwidth = 2 * nbytes / row["copy"]["median_s"]
+    assert row["bandwidth_gbs"] == pytest.approx(bandwidth / 1e9)
+    assert row["bound_s"] == pytest.approx(row["bound_passes"] * nbytes / bandwidth)
+    assert row["bound_passes"] == (3 if mode == "forward" else 7)
+    for stats in row["results"].values():
+        assert stats["median_s"] == statistics.median(stats["samples_s"]) and len(stats["samples_s"]) == 3
+        assert stats["ratio_to_bound"] == pytest.approx(stats["median_s"] / row["bound_s"])
+        assert stats["max_abs_error"] < 1e-4
+    plain = row["results"]["unit_plain"]["median_s"]
+    for name, cost in row["in_model"].items():
+        assert cost["se_cost_s"] == pytest.approx(row["results"][name]["median_s"] - plain)
+        assert cost["ratio_to_bound"] == pytest.approx(cost["se_cost_s"] / row["bound_s"])
+
+
+def test_block_case_refuses_to_time_a_wrong_implementation(monkeypatch):
+    def broken_peers(se, spatial_dims):
+        peer = copy.deepcopy(se)
+        with torch.no_grad():
+            peer.fc2.bias.add_(1.0)  # different gates
+        return {"broken": peer}, {}
+
+    monkeypatch.setattr(bench_blocks, "make_peers", broken_peers)
+    with pytest.raises(RuntimeError, match="broken disagrees with the reference"):
+        run_block_case(BlockCase((2, 16, 4)), "forward", repeats=1)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        run_block_case(BlockCase((2, 16, 4)), "backward", repeats=1)
+
+
+def test_residual_tails_agree():
+    se = SqueezeExcite(16, reduction=4)
+    bn = nn.BatchNorm1d(16)
+    c, identity = torch.randn(2, 16, 9), torch.randn(2, 16, 9)
+    want = torch.relu(se(bn(c)) + identity)
+    torch.testing.assert_close(ResidualTail("peer", copy.deepcopy(bn), se)(c, identity), want)
+    torch.testing.assert_close(ResidualTail("fused", copy.deepcopy(bn), se)(c, identity), want)
+    torch.testing.assert_close(ResidualTail("plain", copy.deepcopy(bn))(c, identity), torch.relu(bn(c) + identity))
+
+
+def test_patched_model_matches_and_non_standard_blocks_are_refused():
+    model = create_model("seresnet50")
+    fused = copy.deepcopy(model)
+    assert patch_fused(fused) == 16
+    x = torch.randn(2, 3, 64, 64)
+    for training in (False, True):
+        errors = _check_fused({"senet_fused": fused, "senet_se": model}, x, training)
+        assert errors["senet_fused"] < 1e-3
+    with pytest.raises(ValueError, match="cannot fuse"):
+        patch_fused(create_model("seresnet50", integration="post"))
+
+
+def test_model_ratios_and_memory_fields():
+    samples = {"senet_se": [2.0, 4.0, 3.0], "senet_plain": [1.0, 2.0, 2.0], "timm_se": [1.0, 1.0, 1.0]}
+    ratios = _ratios(samples)
+    assert set(ratios) == {f"{a}/{b}" for a, b in PAIRS if a in samples and b in samples}
+    assert ratios["senet_se/senet_plain"]["ratio"] == 3.0 / 2.0
+    models = {"senet_se": nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))}
+    models["senet_plain"] = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    x, target = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    for m in models.values():
+        m(x)
+    memory = measure_memory(models, x, target)
+    pair = memory["ratios"]["senet_se/senet_plain"]
+    values = memory["results"]
+    assert pair["saved_bytes"] == values["senet_se"]["saved_bytes"] / values["senet_plain"]["saved_bytes"]
+    assert values["senet_se"]["saved_bytes"] > values["senet_plain"]["saved_bytes"] > 0
+    assert values["senet_se"]["peak_bytes"] > 0
+
+
+def test_worker_json_has_the_expected_fields():
+    result = run_worker(allocator="default", quick=True, threads=1, suites=("blocks",))
+    assert result["allocator"] == "default" and result["mallopt"] == {}
+    assert len(result["blocks"]) == 2 * len(bench_blocks.QUICK_CASES)
+    assert {row["mode"] for row in result["blocks"]} == {"forward", "forward_backward"}
+    json.dumps(result)  # plain data only
+    text = format_results({"meta": _meta(), "runs": {"default": result}})
+    assert "allocator: default" in text and "2x32x8x8" in text
+    with pytest.raises(ValueError, match="allocator must be one of"):
+        run_worker(allocator="jemalloc", quick=True, threads=1, suites=())
+
+
+def _meta() -> dict:
+    return {"cpu": "test", "cpu_count": 1, "threads": 1, "glibc": None, "versions": {"torch": "x"}, "quick": True}
+
+
+def test_run_benchmarks_checks_arguments():
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        run_benchmarks(threads=0)
+    with pytest.raises(ValueError, match="allocators must be taken from"):
+        run_benchmarks(allocators=("jemalloc",))
+    with pytest.raises(ValueError, match="suites must be taken from"):
+        run_benchmarks(suites=("gpu",))
+
+
+def test_run_benchmarks_runs_each_allocator_in_its_own_worker(tmp_path):
+    out = tmp_path / "bench.json"
+    results = run_benchmarks(quick=True, out=out, suites=())  # the workers only set up (suites run in-process above)
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert saved["meta"]["quick"] is True and saved["meta"]["threads"] == 1
+    assert list(saved["runs"]) == ["default", "tuned"]
+    assert saved["runs"]["default"]["mallopt"] == {}
+    if glibc_version() is not None:
+        assert saved["runs"]["tuned"]["mallopt"] == TUNED_SETTINGS
+    assert "allocator: default (glibc defaults)" in format_results(results)
+
+
+@pytest.mark.slow
+def test_run_benchmarks_end_to_end_quick(tmp_path):
+    results = run_benchmarks(quick=True, out=tmp_path / "bench.json")
+    for run in results["runs"].values():
+        assert len(run["blocks"]) == 2 * len(bench_blocks.QUICK_CASES)
+        assert {row["mode"] for row in run["models"]["timings"]} == {"inference", "train_step"}
+    assert "Whole models" in format_results(results)
+
+
+@pytest.mark.skipif(glibc_version() is None, reason="glibc only")
+def test_tuned_allocator_reuses_large_blocks():
+    # 64 MiB blocks: glibc mmaps them fresh on every malloc by default (page faults on first touch);
+    # after tune_allocator() they come back from the heap, so touching them again faults ~never.
+    script = textwrap.dedent(
+        """
+        import ctypes, importlib.util, resource, sys
+        spec = importlib.util.spec_from_file_location("allocator", sys.argv[1])  # without importing torch
+        allocator = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(allocator)
+        tune_allocator = allocator.tune_allocator
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.free.argtypes = (ctypes.c_void_p,)
+        def faults(n=64 << 20):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(4):
+                p = libc.malloc(n)
+                ctypes.memset(p, 1, n)
+                libc.free(p)
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        default = faults()
+        applied = tune_allocator()
+        faults()  # first use grows the heap
+        print(default, faults(), sorted(applied))
+        """
+    )
+    path = bench_allocator.__file__
+    done = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, check=True)
+    default, tuned, applied = done.stdout.split(maxsplit=2)
+    assert int(default) > 4 * 16000  # 4 x 64 MiB of fresh 4 KiB pages
+    assert int(tuned) < int(default) // 10
+    assert applied.strip() == str(sorted(TUNED_SETTINGS))
+    assert tune_allocator.__doc__ and "glibc" in tune_allocator.__doc__
