@@ -131,11 +131,13 @@ def test_feature_api(name):
         assert features[-1].shape == last.shape  # (a final norm, as in pre-activation nets, may follow)
         assert last.shape[:2] == (2, model.num_features) and last.ndim == x.ndim
         torch.testing.assert_close(model.forward_head(last), logits)
-        assert model.forward_head(last, pre_logits=True).shape == (2, model.num_features)
+        pre_logits = model.forward_head(last, pre_logits=True)  # pooled features (VGG: after fc6/fc7)
+        assert pre_logits.ndim == 2 and pre_logits.shape[0] == 2
+        torch.testing.assert_close(model.fc(pre_logits), logits)
         model.reset_classifier(3)
         assert model(x).shape == (2, 3)
         model.reset_classifier(0)
-        assert model(x).shape == (2, model.num_features)
+        assert model(x).shape == pre_logits.shape
     assert num_params(model) == model.num_params_from_spec()  # the count follows the new classifier
 
 

@@ -1,13 +1,13 @@
 """``run_benchmarks``: every suite under the default and under senet's allocator setting, one process each.
 
 The allocator setting is process-wide and cannot be undone (see :mod:`senet.bench.allocator`), so each
-setting runs in a fresh worker process (``python -m senet.bench.run --worker ...``) that measures senet
+setting runs in a fresh worker process (``python -m senet.bench.worker ...``) that measures senet
 and its peers under that same setting; the parent merges the workers' JSON.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def machine_info(threads: int) -> dict:
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for name in ("timm", "torchvision", "monai"):
         try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {
         "cpu": model,
@@ -76,8 +77,18 @@ def machine_info(threads: int) -> dict:
     }
 
 
-def run_worker(*, allocator: str, quick: bool, threads: int, suites: tuple[str, ...] = SUITES) -> dict:
-    """Run the suites in this process under ``allocator`` (``"tuned"`` applies :func:`tune_allocator`)."""
+def run_worker(
+    *,
+    allocator: str,
+    quick: bool,
+    threads: int,
+    suites: tuple[str, ...] = SUITES,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run the suites in this process under ``allocator`` (``"tuned"`` applies :func:`tune_allocator`).
+
+    ``progress(result_so_far)`` is called after each block case and after the model suite.
+    """
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {list(ALLOCATORS)}, got {allocator!r}")
     applied = tune_allocator() if allocator == "tuned" else {}
@@ -88,15 +99,18 @@ def run_worker(*, allocator: str, quick: bool, threads: int, suites: tuple[str, 
     if "blocks" in suites:
         from senet.bench.blocks import FULL_CASES, QUICK_CASES, run_block_case
 
-        result["blocks"] = [
-            run_block_case(case, mode, repeats=config.block_repeats, min_time=config.min_time)
-            for case in (QUICK_CASES if quick else FULL_CASES)
-            for mode in ("forward", "forward_backward")
-        ]
+        result["blocks"] = []
+        for case in QUICK_CASES if quick else FULL_CASES:
+            for mode in ("forward", "forward_backward"):
+                result["blocks"].append(run_block_case(case, mode, repeats=config.block_repeats, min_time=config.min_time))
+                if progress is not None:
+                    progress(result)
     if "models" in suites:
         from senet.bench.models import FULL_MODEL_CASE, QUICK_MODEL_CASE, run_model_case
 
         result["models"] = run_model_case(QUICK_MODEL_CASE if quick else FULL_MODEL_CASE, repeats=config.model_repeats)
+        if progress is not None:
+            progress(result)
     result["load_average_end"] = list(os.getloadavg())
     result["seconds"] = time.time() - started
     return result
@@ -136,7 +150,7 @@ def run_benchmarks(
     with tempfile.TemporaryDirectory() as folder:
         for allocator in allocators:
             path = Path(folder) / f"{allocator}.json"
-            command = [sys.executable, "-m", "senet.bench.run", "--worker", "--allocator", allocator]
+            command = [sys.executable, "-m", "senet.bench.worker", "--allocator", allocator]
             command += ["--threads", str(threads), "--suites", ",".join(suites), "--out", str(path)]
             command += ["--quick"] if quick else []
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -218,22 +232,3 @@ def format_results(results: dict) -> str:
         if "models" in run:
             lines += [""] + _model_table(run["models"])
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="senet benchmark worker (one allocator setting)")
-    parser.add_argument("--worker", action="store_true", required=True)
-    parser.add_argument("--allocator", choices=ALLOCATORS, required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--suites", default=",".join(SUITES))
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    suites = tuple(s for s in args.suites.split(",") if s)
-    result = run_worker(allocator=args.allocator, quick=args.quick, threads=args.threads, suites=suites)
-    args.out.write_text(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

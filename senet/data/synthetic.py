@@ -81,7 +81,7 @@ def synthetic_sequence_bundle(
 
 
 def synthetic_volume_bundle(
-    *, train_size: int = 480, val_size: int = 240, channels: int = 4, size: int = 8
+    *, train_size: int = 400, val_size: int = 200, channels: int = 4, size: int = 6
 ) -> DataBundle:
     """3-D flagged-channel task: ``(channels, size, size, size)`` volumes, 6 classes (3 axes x 2 periods)."""
     rng = np.random.default_rng(DATA_SEED)

@@ -87,19 +87,20 @@ def make_shortcut(
 class _ResidualUnit(nn.Module):
     """What both units share: the shortcut, the SE positions outside the branch, and the final activation.
 
-    Subclasses build the branch and define ``branch(x)`` (the residual function F); they call
-    :meth:`_inside` after the 3x3 conv's BN, which applies SE there for ``integration="inside"``.
+    Subclasses build the branch and define ``branch(x)`` (the residual function F) and ``final_act`` (the
+    ReLU after the addition, timm's ``act2``/``act3``); they call :meth:`_inside` after the 3x3 conv's BN,
+    which applies SE there for ``integration="inside"``.
     """
 
     se: nn.Module | None
     downsample: nn.Module | None
     branch: Callable[[torch.Tensor], torch.Tensor]
+    final_act: Callable[[torch.Tensor], torch.Tensor]
 
-    def _setup(self, attention: BlockAttention | None, downsample: nn.Module | None, act_out: str) -> None:
+    def _setup(self, attention: BlockAttention | None, downsample: nn.Module | None) -> None:
         self.integration = attention.integration if attention is not None else "standard"
         self.placement = attention.placement if attention is not None else "after_act"
         self.downsample = downsample
-        self._act_out = act_out  # name of the activation after the addition (timm: act2 / act3)
 
     def _inside(self, x: torch.Tensor, act: nn.Module) -> torch.Tensor:
         """The activation after the 3x3 conv's BN, with SE before or after it for ``integration="inside"``."""
@@ -120,10 +121,9 @@ class _ResidualUnit(nn.Module):
         if se is not None and self.integration == "standard":
             out = se(out)
         out = out + shortcut
-        act = getattr(self, self._act_out)
         if se is not None and self.integration == "post":
-            return act(se(out)) if self.placement == "before_act" else se(act(out))
-        return act(out)
+            return self.final_act(se(out)) if self.placement == "before_act" else se(self.final_act(out))
+        return self.final_act(out)
 
 
 class BasicBlock(_ResidualUnit):
@@ -158,12 +158,15 @@ class BasicBlock(_ResidualUnit):
             channels = attention.channels_at(in_channels=in_channels, inner_channels=width, out_channels=out)
             self.se = attention.build(channels, spatial_dims)
         self.act2 = nn.ReLU(inplace=True)
-        self._setup(attention, downsample, "act2")
+        self._setup(attention, downsample)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         x = self._inside(self.bn1(self.conv1(x)), self.act1)  # (N, C_in, *S) -> (N, width, *S/s)
         x = self.bn2(self.conv2(x))  # -> (N, C_out, *S/s)
         return x if self.act_branch is None else self.act_branch(x)
+
+    def final_act(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(x)
 
 
 class Bottleneck(_ResidualUnit):
@@ -201,9 +204,12 @@ class Bottleneck(_ResidualUnit):
             channels = attention.channels_at(in_channels=in_channels, inner_channels=width, out_channels=out)
             self.se = attention.build(channels, spatial_dims)
         self.act3 = nn.ReLU(inplace=True)
-        self._setup(attention, downsample, "act3")
+        self._setup(attention, downsample)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))  # (N, C_in, *S) -> (N, first_width, *S')
         x = self._inside(self.bn2(self.conv2(x)), self.act2)  # -> (N, width, *S/s)
         return self.bn3(self.conv3(x))  # -> (N, C_out, *S/s)
+
+    def final_act(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act3(x)

@@ -288,17 +288,16 @@ SENET154 = ArchSpec(
 
 # The Caffe-style SENet release (Cadene's port; timm legacy_*, MONAI SENet): ceil-mode max pool, dropout 0.2.
 _CAFFE_STEM_7X7 = replace(STEM_7X7, pool="max_ceil")
-LEGACY_SENET154 = replace(SENET154, stem=replace(STEM_DEEP_64, pool="max_ceil"))
-LEGACY_SERESNET18 = replace(RESNET18, stem=_CAFFE_STEM_7X7, branch_act=True, drop_rate=0.2)
-LEGACY_SERESNET34 = replace(RESNET34, stem=_CAFFE_STEM_7X7, branch_act=True, drop_rate=0.2)
-LEGACY_SERESNET50 = replace(RESNET50, stem=_CAFFE_STEM_7X7, stride_on="1x1", drop_rate=0.2)
-LEGACY_SERESNET101 = replace(RESNET101, stem=_CAFFE_STEM_7X7, stride_on="1x1", drop_rate=0.2)
-LEGACY_SERESNET152 = replace(RESNET152, stem=_CAFFE_STEM_7X7, stride_on="1x1", drop_rate=0.2)
-LEGACY_SERESNEXT26_32X4D = replace(
-    RESNEXT50_32X4D.with_depths("ResNeXt-26 (32x4d)", (2, 2, 2, 2)), stem=_CAFFE_STEM_7X7, drop_rate=0.2
-)
-LEGACY_SERESNEXT50_32X4D = replace(RESNEXT50_32X4D, stem=_CAFFE_STEM_7X7, drop_rate=0.2)
-LEGACY_SERESNEXT101_32X4D = replace(RESNEXT101_32X4D, stem=_CAFFE_STEM_7X7, drop_rate=0.2)
+_CAFFE = {"stem": _CAFFE_STEM_7X7, "drop_rate": 0.2}
+LEGACY_SENET154 = replace(SENET154, name="SENet-154 (Caffe)", stem=replace(STEM_DEEP_64, pool="max_ceil"))
+LEGACY_SERESNET18 = replace(RESNET18, name="ResNet-18 (Caffe)", branch_act=True, **_CAFFE)
+LEGACY_SERESNET34 = replace(RESNET34, name="ResNet-34 (Caffe)", branch_act=True, **_CAFFE)
+LEGACY_SERESNET50 = replace(RESNET50, name="ResNet-50 (Caffe)", stride_on="1x1", **_CAFFE)
+LEGACY_SERESNET101 = replace(RESNET101, name="ResNet-101 (Caffe)", stride_on="1x1", **_CAFFE)
+LEGACY_SERESNET152 = replace(RESNET152, name="ResNet-152 (Caffe)", stride_on="1x1", **_CAFFE)
+LEGACY_SERESNEXT26_32X4D = replace(RESNEXT50_32X4D.with_depths("ResNeXt-26 (32x4d, Caffe)", (2, 2, 2, 2)), **_CAFFE)
+LEGACY_SERESNEXT50_32X4D = replace(RESNEXT50_32X4D, name="ResNeXt-50 (32x4d, Caffe)", **_CAFFE)
+LEGACY_SERESNEXT101_32X4D = replace(RESNEXT101_32X4D, name="ResNeXt-101 (32x4d, Caffe)", **_CAFFE)
 
 
 def cifar_resnet(depth: int) -> ArchSpec:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -80,11 +81,14 @@ def load_checkpoint(path: str | Path) -> dict[str, object]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refused (needs code) or a truncated / corrupted archive
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        text = " ".join(str(err).split())
+        needs = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if needs:
             raise ValueError(
-                f"refusing to load {path}: it needs code execution to unpickle, which senet never allows ({reason})"
+                f"refusing to load {path}: unpickling it would run code ({needs.group(1)}); senet loads plain tensors only"
             ) from None
+        detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        reason = detail.group(1).strip() if detail else f"{type(err).__name__}: {text.split('. ')[0]}"
         raise ValueError(f"cannot read checkpoint {path}: corrupted or not a torch file ({reason})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a senet training checkpoint (no format={CHECKPOINT_FORMAT!r} entry)")

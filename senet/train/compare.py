@@ -57,12 +57,21 @@ def gate_loader(bundle: DataBundle):
     return make_loader(bundle.val, batch_size=batch, train=False, seed=0, variable_length=bundle.variable_length)
 
 
+def last_block_per_stage(names: Sequence[str]) -> list[str]:
+    """The last gate of each stage (names grouped by their first component, e.g. ``layer2``), for the plots."""
+    last: dict[str, str] = {}
+    for name in names:
+        last[name.split(".")[0]] = name
+    return list(last.values())
+
+
 def gate_section(report: Report, model: nn.Module, bundle: DataBundle, label: str) -> dict[str, object]:
     """Gate statistics of ``model`` on ``bundle``'s validation split: a table and two plots."""
     stats = collect_gates(model, gate_loader(bundle))
     stats.to_json(report.out / "gates.json")
-    profiles = plot_gate_profiles(stats, report.out / "gate_profiles.png").png
-    histograms = plot_gate_histograms(stats, report.out / "gate_histograms.png").png
+    shown = last_block_per_stage(stats.names)
+    profiles = plot_gate_profiles(stats, report.out / "gate_profiles.png", blocks=shown).png
+    histograms = plot_gate_histograms(stats, report.out / "gate_histograms.png", blocks=shown).png
     rows = [
         [s["block"], s["channels"], f"{s['mean_gate']:.3f}", f"{s['std_gate']:.3f}", f"{s['near_zero']:.3f}",
          f"{s['near_one']:.3f}", f"{s['divergence']:.3f}", f"{s['class_variance_ratio']:.3f}"]
@@ -75,8 +84,8 @@ def gate_section(report: Report, model: nn.Module, bundle: DataBundle, label: st
         "explained by the class).\n\n"
         + markdown_table(("block", "C", "mean", "std", "near 0", "near 1", "divergence", "eta^2"), rows)
     )
-    report.add_image(profiles, f"Mean gate per channel and class, per block ({label})")
-    report.add_image(histograms, f"Distribution of gate values per block ({label})")
+    report.add_image(profiles, f"Mean gate per channel and class, last block of each stage ({label})")
+    report.add_image(histograms, f"Distribution of gate values, last block of each stage ({label})")
     return {"blocks": stats.summary(), "file": "gates.json"}
 
 

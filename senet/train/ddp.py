@@ -21,6 +21,7 @@ class DistContext:
     world_size: int
     local_rank: int
     device: torch.device
+    owns_group: bool = False  # this context joined the process group (and so leaves it)
 
     @property
     def distributed(self) -> bool:
@@ -44,15 +45,17 @@ def setup_distributed(device: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     chosen = _pick_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    owns = world_size > 1 and not dist.is_initialized()
+    if owns:
         if chosen.type == "cuda":
             torch.cuda.set_device(chosen)
         dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen, owns_group=owns)
 
 
 def teardown_distributed(context: DistContext) -> None:
-    if context.distributed and dist.is_initialized():
+    """Leave the process group if :func:`setup_distributed` joined it."""
+    if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -184,11 +184,11 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def _prepare_out(config: TrainConfig, context: DistContext) -> Path:
+    """Check ``config.out`` before anything runs (on every rank, so that all of them stop together)."""
     checkpoint = config.out / CHECKPOINT_NAME
-    if context.is_main:
-        check_writable(config.out)
-        if checkpoint.exists() and not config.resume:
-            raise ValueError(f"{config.out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it or choose another --out")
+    check_writable(config.out)
+    if checkpoint.exists() and not config.resume:
+        raise ValueError(f"{config.out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it or choose another --out")
     if config.resume and not checkpoint.is_file():
         raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
     return checkpoint
@@ -206,17 +206,26 @@ def _check_resumable(checkpoint: dict, config: TrainConfig, spec: ModelSpec, con
         raise ValueError(f"checkpoint {path} was written by {len(checkpoint['rng'])} process(es); resume with as many, not {context.world_size}")
 
 
-def fit(config: TrainConfig) -> RunResult:
-    """Train as ``config`` says (on every rank under torchrun) and return the run's result."""
-    context = setup_distributed(config.device)
-    try:
-        return _fit(config, context)
-    finally:
-        teardown_distributed(context)
+@dataclass
+class _Live:
+    """The objects of a run in progress."""
+
+    spec: ModelSpec
+    bundle: DataBundle
+    raw: nn.Module  # the model itself (checkpointed)
+    model: nn.Module  # what is called: raw, masked for padded data, DDP-wrapped, compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format | None
+    params: int
 
 
-def _fit(config: TrainConfig, context: DistContext) -> RunResult:
-    checkpoint_path = _prepare_out(config, context)
+def _build(config: TrainConfig, context: DistContext) -> _Live:
+    """Data, model (wrapped for padding, DDP and compile as needed), optimizer, schedule, scaler and loaders."""
     if config.batch_size % context.world_size:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of processes ({context.world_size})")
     seed_everything(config.seed + context.rank)
@@ -236,28 +245,78 @@ def _fit(config: TrainConfig, context: DistContext) -> RunResult:
     if config.compile:
         model = torch.compile(model)
     optimizer, amp_dtype = build_optimizer(raw, config), _amp_dtype(config, device)
-    scheduler = build_scheduler(optimizer, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     workers = config.workers if config.workers is not None else (0 if bundle.in_memory else min(4, os.cpu_count() or 1))
     loader_args = dict(seed=config.seed, variable_length=bundle.variable_length, rank=context.rank,
                        world_size=context.world_size, workers=workers, pin_memory=device.type == "cuda")  # fmt: skip
     per_rank = config.batch_size // context.world_size
-    train_loader = make_loader(bundle.train, batch_size=per_rank, train=True, **loader_args)
-    val_loader = make_loader(bundle.val, batch_size=max(per_rank, 256), train=False, **loader_args)
+    return _Live(
+        spec=spec, bundle=bundle, raw=raw, model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, config),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        train_loader=make_loader(bundle.train, batch_size=per_rank, train=True, **loader_args),
+        val_loader=make_loader(bundle.val, batch_size=max(per_rank, 256), train=False, **loader_args),
+        amp_dtype=amp_dtype, memory_format=memory_format, params=params,
+    )  # fmt: skip
 
-    history: list[dict[str, float]] = []
-    start = 0
-    if config.resume:
-        checkpoint = load_checkpoint(checkpoint_path)
-        _check_resumable(checkpoint, config, spec, context, checkpoint_path)
-        check_state_dict(raw, checkpoint["model"])
-        raw.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng(checkpoint["rng"][context.rank], train_loader.generator)
-        history, start = list(checkpoint["history"]), int(checkpoint["epoch"])
 
+def _resume(live: _Live, config: TrainConfig, context: DistContext, path: Path) -> tuple[list[dict[str, float]], int]:
+    """Load every state from the checkpoint at ``path``; returns the history and the last finished epoch."""
+    checkpoint = load_checkpoint(path)
+    _check_resumable(checkpoint, config, live.spec, context, path)
+    check_state_dict(live.raw, checkpoint["model"])
+    live.raw.load_state_dict(checkpoint["model"])
+    live.optimizer.load_state_dict(checkpoint["optimizer"])
+    live.scheduler.load_state_dict(checkpoint["scheduler"])
+    live.scaler.load_state_dict(checkpoint["scaler"])
+    restore_rng(checkpoint["rng"][context.rank], live.train_loader.generator)
+    return list(checkpoint["history"]), int(checkpoint["epoch"])
+
+
+def _run_epoch(live: _Live, config: TrainConfig, context: DistContext, epoch: int) -> dict[str, float]:
+    """Train one epoch, evaluate, step the schedule; returns the epoch's metrics row."""
+    live.train_loader.sampler.set_epoch(epoch)
+    where = f"epoch {epoch}/{config.epochs}"
+    began = time.perf_counter()
+    train = train_epoch(live.model, live.train_loader, live.optimizer, live.scaler, context,
+                        label_smoothing=config.label_smoothing, amp_dtype=live.amp_dtype, memory_format=live.memory_format,
+                        progress=config.progress and context.is_main, where=where)  # fmt: skip
+    epoch_time = time.perf_counter() - began
+    val = evaluate(live.model, live.val_loader, context, amp_dtype=live.amp_dtype, memory_format=live.memory_format)
+    lr = live.optimizer.param_groups[0]["lr"]
+    live.scheduler.step()
+    return {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"], "val_loss": val["loss"],
+            "val_acc": val["acc"], "lr": lr, "epoch_time": epoch_time, "samples_per_s": train["count"] / epoch_time}  # fmt: skip
+
+
+def _save(live: _Live, config: TrainConfig, context: DistContext, path: Path, history: list[dict[str, float]]) -> None:
+    """Checkpoint the end of the last epoch in ``history`` (every rank's RNG, written by rank 0)."""
+    rng_states = all_gather_objects(capture_rng(live.train_loader.generator), context)
+    if not context.is_main:
+        return
+    save_checkpoint(path, {
+        "epoch": history[-1]["epoch"], "model": live.raw.state_dict(), "optimizer": live.optimizer.state_dict(),
+        "scheduler": live.scheduler.state_dict(), "scaler": live.scaler.state_dict(), "rng": rng_states,
+        "model_spec": live.spec.to_dict(), "input_shape": list(live.bundle.input_shape), "config": config.to_dict(),
+        "history": history,
+    })  # fmt: skip
+    write_metrics(config.out, history)
+
+
+def fit(config: TrainConfig) -> RunResult:
+    """Train as ``config`` says (on every rank under torchrun) and return the run's result.
+
+    Under torchrun the process group is joined here (and left again, unless the caller had joined it).
+    """
+    context = setup_distributed(config.device)
+    try:
+        return _fit(config, context)
+    finally:
+        teardown_distributed(context)
+
+
+def _fit(config: TrainConfig, context: DistContext) -> RunResult:
+    checkpoint_path = _prepare_out(config, context)
+    live = _build(config, context)
+    history, start = _resume(live, config, context, checkpoint_path) if config.resume else ([], 0)
     main = context.is_main
     board = TensorBoardLog(config.out) if config.tensorboard and main else None
     say = tqdm.write if config.verbose and main else (lambda _line: None)
@@ -265,30 +324,11 @@ def _fit(config: TrainConfig, context: DistContext) -> RunResult:
         say(f"resuming {config.out} after epoch {start}/{config.epochs}")
     try:
         for epoch in range(start + 1, config.epochs + 1):
-            train_loader.sampler.set_epoch(epoch)
-            where = f"epoch {epoch}/{config.epochs}"
-            began = time.perf_counter()
-            train = train_epoch(model, train_loader, optimizer, scaler, context, label_smoothing=config.label_smoothing,
-                                amp_dtype=amp_dtype, memory_format=memory_format, progress=config.progress and main, where=where)  # fmt: skip
-            epoch_time = time.perf_counter() - began
-            val = evaluate(model, val_loader, context, amp_dtype=amp_dtype, memory_format=memory_format)
-            row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"], "val_loss": val["loss"],
-                   "val_acc": val["acc"], "lr": optimizer.param_groups[0]["lr"], "epoch_time": epoch_time,
-                   "samples_per_s": train["count"] / epoch_time}  # fmt: skip
-            scheduler.step()
-            history.append(row)
-            rng_states = all_gather_objects(capture_rng(train_loader.generator), context)
-            if main:
-                save_checkpoint(checkpoint_path, {
-                    "epoch": epoch, "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
-                    "model_spec": spec.to_dict(), "input_shape": list(bundle.input_shape), "config": config.to_dict(),
-                    "history": history,
-                })  # fmt: skip
-                write_metrics(config.out, history)
-                if board is not None:
-                    board.log(row)
-            say(format_epoch(row, config.epochs))
+            history.append(_run_epoch(live, config, context, epoch))
+            _save(live, config, context, checkpoint_path, history)
+            if board is not None:
+                board.log(history[-1])
+            say(format_epoch(history[-1], config.epochs))
             barrier(context)
     finally:
         if board is not None:
@@ -296,6 +336,7 @@ def _fit(config: TrainConfig, context: DistContext) -> RunResult:
     if not history:
         raise ValueError(f"{config.out} holds no finished epoch to report")
     if main:
-        save_weights(config.out / WEIGHTS_NAME, raw, spec, bundle.input_shape)
+        save_weights(config.out / WEIGHTS_NAME, live.raw, live.spec, live.bundle.input_shape)
     barrier(context)
-    return RunResult(config=config, spec=spec, history=history, params=params, bundle=bundle, model=raw.cpu(), resumed_from=start)
+    return RunResult(config=config, spec=live.spec, history=history, params=live.params, bundle=live.bundle,
+                     model=live.raw.cpu(), resumed_from=start)  # fmt: skip
