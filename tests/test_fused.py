@@ -206,3 +206,37 @@ def test_bn_se_add_relu_compiles_without_graph_breaks():
     torch.testing.assert_close(out, ref)
     for a, b in zip(_grads(out, [c, identity], [bn, se]), _grads(ref, [c, identity], [bn_ref, se_ref])):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class _Tail(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn, self.se = _unit(2)
+
+    def forward(self, c: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        return bn_se_add_relu(c, self.bn, self.se, identity)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+def test_tracing_takes_the_plain_formula():
+    tail = _Tail().eval()
+    c, identity = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
+    want = _plain(c, tail.bn, tail.se, identity)
+    proxy = torch.fx.Proxy(torch.fx.Graph().placeholder("c"))  # what FX symbolic tracing passes in
+    assert fusable(tail.bn, tail.se, c) and not fusable(tail.bn, tail.se, proxy)
+    traced = torch.jit.trace(tail, (c, identity))
+    torch.testing.assert_close(traced(c, identity), want)
+    assert "_BNScaleAddReLU" not in str(traced.graph)
+
+
+def test_chunked_backward_matches_unchunked(monkeypatch):
+    import senet.layers.fused as fused
+
+    bn, se = _unit(2)
+    c, identity = _inputs((5, 16, 4, 4), channels_last=True)
+    out = bn_se_add_relu(c, copy.deepcopy(bn), copy.deepcopy(se), identity)
+    whole = _grads(out, [c, identity], [])
+    monkeypatch.setattr(fused, "_CHUNK_BYTES", 16 * 4 * 4 * 4 * 2)  # two examples per chunk, the last one alone
+    out = bn_se_add_relu(c, copy.deepcopy(bn), copy.deepcopy(se), identity)
+    for a, b in zip(_grads(out, [c, identity], []), whole):
+        torch.testing.assert_close(a, b)

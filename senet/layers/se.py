@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from senet.layers.checks import check_choice, check_input, check_mask, excitation_width
+from senet.layers.fused import scale_add_relu, squeeze_mean
 
 __all__ = ["SqueezeExcite", "LocalChannelGate", "OnePlusTanh", "GATES", "SQUEEZES", "global_pool", "lengths_to_mask"]
 
@@ -60,7 +61,7 @@ def global_pool(x: torch.Tensor, squeeze: str = "avg", mask: torch.Tensor | None
     """
     dims = tuple(range(2, x.ndim))
     if mask is None:
-        avg = x.mean(dims) if squeeze != "max" else None
+        avg = squeeze_mean(x) if squeeze != "max" else None  # x.mean(dims), layout-aware
         peak = x.amax(dims) if squeeze != "avg" else None
     else:
         valid = mask.unsqueeze(1)  # (N, 1, *spatial)
@@ -146,8 +147,6 @@ class SqueezeExcite(nn.Module):
         See :mod:`senet.layers.fused`; :func:`~senet.layers.fused.bn_se_add_relu` also fuses the norm
         before SE and keeps no extra activation for backward.
         """
-        from senet.layers.fused import scale_add_relu  # fused.py imports this module
-
         check_input(x, self.channels)
         return scale_add_relu(x, self.gates(x), identity)
 

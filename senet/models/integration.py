@@ -18,8 +18,8 @@ A residual unit computes ``out = act(branch(x) + shortcut(x))``. The paper's int
   it sits between the BN and the activation. In a basic block (two 3x3 convs) it follows the first.
 
 ``placement`` (one of :data:`PLACEMENTS`) only matters where the block position has an activation next
-to it (``"post"`` and ``"inside"`` in post-activation units); where it has none, families ignore it and
-say so in their docstrings. Note (errata 3): SE before and after a ReLU are different functions in
+to it (``"post"`` and ``"inside"`` in post-activation units); elsewhere a family accepts only the default
+``"after_act"`` and raises a ValueError naming the positions that have a choice. Note (errata 3): SE before and after a ReLU are different functions in
 general, because the gates are computed from the SE block's own input.
 
 Per-stage options: ``se_stages`` (0-based stage indices that carry SE, e.g. ``(3,)`` for only the last of
