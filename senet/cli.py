@@ -78,7 +78,7 @@ def _add_data_options(parser: argparse.ArgumentParser, *, data: str | None, task
     group.add_argument("--val-limit", type=int, default=None, help="use only the first N validation examples (quick runs)")
 
 
-def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int) -> None:
+def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int, threads: int = 0) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=epochs)
     group.add_argument("--batch-size", type=int, default=64, help="global batch (split over torchrun processes)")
@@ -96,7 +96,8 @@ def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int) -> No
     group.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW on CUDA")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--workers", type=int, default=None, help="data-loader processes; None: 0 for in-memory data, else up to 4")
-    group.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    group.add_argument("--threads", type=int, default=threads, help="CPU threads for torch (0: torch's default, one per core)"
+                       + ("; 1 by default here: small models on tiny inputs gain nothing from more, and lose much on a busy machine" if threads == 1 else ""))
     group.add_argument("--resume", action="store_true", help="continue the run(s) in --out from their last checkpoint")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     group.add_argument("--quiet", dest="verbose", action="store_false", help="no per-epoch lines")
@@ -127,10 +128,6 @@ def _model_spec(args: argparse.Namespace, name: str):
 def _train_config(args: argparse.Namespace, spec, data: str, out: Path):
     from senet.train import TrainConfig
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     return TrainConfig(
         model=spec, out=out, data=data, data_dir=args.data_dir, image_size=args.image_size, augment=args.augment,
         train_limit=args.train_limit, val_limit=args.val_limit, epochs=args.epochs, batch_size=args.batch_size,
@@ -271,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--relatives", nargs="*", default=[], help="also compare these attention layers (eca, cbam, ...)")
     compare.add_argument("--seeds", type=int, default=3, help="number of seeds (--seed, --seed+1, ...)")
     _add_data_options(compare, data=None, task=True)
-    _add_training_options(compare, epochs=10)
+    _add_training_options(compare, epochs=10, threads=1)
     _add_out(compare, "compare")
     compare.set_defaults(handler=_run_compare)
 
@@ -281,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--reduction", type=_reduction, default=None, help="r of the non-reduction studies; None: the builder's")
     ablate.add_argument("--seeds", type=int, default=2, help="number of seeds")
     _add_data_options(ablate, data=None, task=True)
-    _add_training_options(ablate, epochs=10)
+    _add_training_options(ablate, epochs=10, threads=1)
     _add_out(ablate, "ablate")
     ablate.set_defaults(handler=_run_ablate)
 
@@ -338,6 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from senet.train import TrainingError
 
     try:
+        if getattr(args, "threads", 0) and args.command != "bench":
+            import torch
+
+            torch.set_num_threads(args.threads)
         return args.handler(args)
     except KeyboardInterrupt:
         print(f"senet {args.command}: interrupted; finished epochs are in the checkpoint (continue with --resume)", file=sys.stderr)

@@ -3,6 +3,7 @@ and one-line errors without tracebacks for bad input."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import statistics
@@ -193,6 +194,12 @@ def test_a_finished_run_is_never_overwritten(trained: Path, capsys):
     assert main(["train", "--model", "resnet20_cifar", "--attention", "se", "--reduction", "4", *QUICK, "--out", str(trained)]) == 1
     assert "already holds a run" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path: Path, capsys):
+    assert main(["train", *QUICK, "--tensorboard", "--out", str(tmp_path / "tb")]) == 1
+    assert "needs the 'tensorboard' package" in capsys.readouterr().err
 
 
 def test_unknown_study_is_an_argparse_error(capsys):

@@ -47,10 +47,12 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     Same values as ``x.mean(spatial dims)`` up to rounding. With autograd it is ``sum / P``, whose
     backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd, a
     channels-last tensor with at most 1024 positions is pooled as a batched product with a vector of
-    ``1/P`` (torch's strided reduction is 2-3x slower there); otherwise ``mean``.
+    ``1/P`` (torch's strided reduction is 2-3x slower there); otherwise, and under ``torch.jit.trace``, ``mean``.
     """
     dims = tuple(range(2, x.ndim))
     positions = math.prod(x.shape[2:])
+    if torch.jit.is_tracing():  # one graph whatever the autograd state (the tracer checks this)
+        return x.mean(dims)
     if torch.is_grad_enabled() and x.requires_grad:
         return x.sum(dims) / positions
     rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last

@@ -12,7 +12,7 @@ Every study also trains the plain network (no SE) as a reference row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from senet.analysis import fit_reduction, plot_reduction_sweep
@@ -43,28 +43,47 @@ def stage_widths(model: str, base: TrainConfig) -> tuple[int, ...]:
 
 
 def _capped(r: int, widths: Sequence[int]) -> tuple[int, ...]:
+    # r is capped at each stage's width so that h = C // r >= 1 (r = 32 on a 16-channel stage acts as r = 16)
     return tuple(min(r, c) for c in widths)
+
+
+def _reduction_rows(model: str, se: dict[str, object], widths: Sequence[int]) -> list[Variant]:
+    return [Variant(f"r = {r}", ModelSpec(model, {"attention": "se", "reduction": _capped(r, widths)})) for r in REDUCTIONS]
+
+
+def _squeeze_rows(model: str, se: dict[str, object], widths: Sequence[int]) -> list[Variant]:
+    return [Variant(f"{name} squeeze", ModelSpec(model, se, squeeze=name)) for name in ("avg", "max")]
+
+
+def _gate_rows(model: str, se: dict[str, object], widths: Sequence[int]) -> list[Variant]:
+    return [Variant(f"{name} gate", ModelSpec(model, se, gate=name)) for name in GATE_STUDY if name in GATES]
+
+
+def _integration_rows(model: str, se: dict[str, object], widths: Sequence[int]) -> list[Variant]:
+    return [Variant(f"SE-{name}", ModelSpec(model, {**se, "integration": name})) for name in INTEGRATIONS]
+
+
+def _stage_rows(model: str, se: dict[str, object], widths: Sequence[int]) -> list[Variant]:
+    single = [Variant(f"SE in stage {i}", ModelSpec(model, {**se, "se_stages": (i,)})) for i in range(len(widths))]
+    return [*single, Variant("SE in all stages", ModelSpec(model, se))]
+
+
+# The rows of each study after the plain reference row; stage indices are 0-based, as in ``se_stages``.
+STUDY_ROWS: dict[str, Callable[[str, dict[str, object], Sequence[int]], list[Variant]]] = {
+    "reduction": _reduction_rows,
+    "squeeze": _squeeze_rows,
+    "gate": _gate_rows,
+    "integration": _integration_rows,
+    "stages": _stage_rows,
+}
 
 
 def study_variants(study: str, model: str, *, widths: Sequence[int], reduction: int | None = None) -> list[Variant]:
     """The rows of ``study`` for ``model`` (whose stages have ``widths`` channels), after a plain reference row."""
-    if study not in STUDIES:
+    if study not in STUDY_ROWS:
         raise ValueError(f"study must be one of {list(STUDIES)}, got {study!r}")
-    se = {"attention": "se"} if reduction is None else {"attention": "se", "reduction": reduction}
-    rows = [Variant("plain (no SE)", ModelSpec(model, {"attention": None}))]
-    if study == "reduction":
-        # r is capped at each stage's width so that h = C // r >= 1 (r = 32 on a 16-channel stage acts as r = 16)
-        rows += [Variant(f"r = {r}", ModelSpec(model, {"attention": "se", "reduction": _capped(r, widths)})) for r in REDUCTIONS]
-    elif study == "squeeze":
-        rows += [Variant(f"{name} squeeze", ModelSpec(model, se, squeeze=name)) for name in ("avg", "max")]
-    elif study == "gate":
-        rows += [Variant(f"{name} gate", ModelSpec(model, se, gate=name)) for name in GATE_STUDY if name in GATES]
-    elif study == "integration":
-        rows += [Variant(f"SE-{name}", ModelSpec(model, {**se, "integration": name})) for name in INTEGRATIONS]
-    else:
-        rows += [Variant(f"SE in stage {i}", ModelSpec(model, {**se, "se_stages": (i,)})) for i in range(len(widths))]
-        rows.append(Variant("SE in all stages", ModelSpec(model, se)))
-    return rows
+    se: dict[str, object] = {"attention": "se"} if reduction is None else {"attention": "se", "reduction": reduction}
+    return [Variant("plain (no SE)", ModelSpec(model, {"attention": None})), *STUDY_ROWS[study](model, se, widths)]
 
 
 def _reduction_section(report: Report, summaries: list[VariantSummary], widths: Sequence[int]) -> dict[str, object]:

@@ -45,7 +45,7 @@ def analyze(
     bundle = build_data(data, data_dir=data_dir, augment=False, train_limit=1, val_limit=val_limit) if data else None
     stored_shape = None
     if checkpoint is not None:
-        trained = load_trained(checkpoint)
+        trained = load_trained(checkpoint, spec=spec)
         if spec is not None and spec.name != trained.spec.name:
             raise ValueError(f"--model {spec.name} does not match the checkpoint's model {trained.spec.name}")
         model, spec, stored_shape = trained.model, trained.spec, trained.input_shape

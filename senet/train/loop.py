@@ -315,28 +315,38 @@ def fit(config: TrainConfig) -> RunResult:
 
 def _fit(config: TrainConfig, context: DistContext) -> RunResult:
     checkpoint_path = _prepare_out(config, context)
-    live = _build(config, context)
-    history, start = _resume(live, config, context, checkpoint_path) if config.resume else ([], 0)
-    main = context.is_main
-    board = TensorBoardLog(config.out) if config.tensorboard and main else None
-    say = tqdm.write if config.verbose and main else (lambda _line: None)
-    if start:
-        say(f"resuming {config.out} after epoch {start}/{config.epochs}")
+    board = TensorBoardLog(config.out) if config.tensorboard and context.is_main else None
     try:
-        for epoch in range(start + 1, config.epochs + 1):
-            history.append(_run_epoch(live, config, context, epoch))
-            _save(live, config, context, checkpoint_path, history)
-            if board is not None:
-                board.log(history[-1])
-            say(format_epoch(history[-1], config.epochs))
-            barrier(context)
+        live = _build(config, context)
+        history, start = _resume(live, config, context, checkpoint_path) if config.resume else ([], 0)
+        _train(live, config, context, checkpoint_path, history, start, board)
     finally:
         if board is not None:
             board.close()
     if not history:
         raise ValueError(f"{config.out} holds no finished epoch to report")
-    if main:
+    if context.is_main:
         save_weights(config.out / WEIGHTS_NAME, live.raw, live.spec, live.bundle.input_shape)
     barrier(context)
     return RunResult(config=config, spec=live.spec, history=history, params=live.params, bundle=live.bundle,
                      model=live.raw.cpu(), resumed_from=start)  # fmt: skip
+
+
+def _say(line: str) -> None:
+    tqdm.write(line)  # above any progress bar
+    sys.stdout.flush()
+
+
+def _train(live: _Live, config: TrainConfig, context: DistContext, checkpoint_path: Path,
+           history: list[dict[str, float]], start: int, board: TensorBoardLog | None) -> None:  # fmt: skip
+    """Epochs ``start + 1 .. config.epochs``, each followed by a checkpoint, metrics files and a console line."""
+    say = _say if config.verbose and context.is_main else (lambda _line: None)
+    if start:
+        say(f"resuming {config.out} after epoch {start}/{config.epochs}")
+    for epoch in range(start + 1, config.epochs + 1):
+        history.append(_run_epoch(live, config, context, epoch))
+        _save(live, config, context, checkpoint_path, history)
+        if board is not None:
+            board.log(history[-1])
+        say(format_epoch(history[-1], config.epochs))
+        barrier(context)

@@ -40,9 +40,12 @@ def save_weights(path: str | Path, model: nn.Module, spec: ModelSpec, input_shap
     return atomic_write(path, lambda file: file.write(data))
 
 
-def load_trained(path: str | Path) -> Trained:
+def load_trained(path: str | Path, *, spec: ModelSpec | None = None) -> Trained:
     """The model stored in ``path``: a ``.safetensors`` file from :func:`save_weights` or a training
-    checkpoint; it is rebuilt from the stored spec and loaded strictly (mismatches are listed)."""
+    checkpoint; it is rebuilt from the stored spec and loaded strictly (mismatches are listed).
+
+    ``spec`` is used for a safetensors file without senet's metadata (e.g. one written by ``senet convert``);
+    a file's own spec always wins over it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -55,9 +58,9 @@ def load_trained(path: str | Path) -> Trained:
                 state = {key: file.get_tensor(key) for key in file.keys()}
         except (SafetensorError, OSError) as err:
             raise ValueError(f"cannot read {path}: corrupted or not a safetensors file ({err})") from None
-        if SPEC_KEY not in metadata:
-            raise ValueError(f"{path} has no {SPEC_KEY!r} metadata: it was not written by senet, so the model is unknown")
-        spec_data = json.loads(metadata[SPEC_KEY])
+        if SPEC_KEY not in metadata and spec is None:
+            raise ValueError(f"{path} has no {SPEC_KEY!r} metadata (not written by senet train): pass --model to name its model")
+        spec_data = json.loads(metadata[SPEC_KEY]) if SPEC_KEY in metadata else spec.to_dict()
         shape = json.loads(metadata[SHAPE_KEY]) if SHAPE_KEY in metadata else None
     else:
         checkpoint = load_checkpoint(path)

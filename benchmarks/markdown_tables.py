@@ -1,0 +1,93 @@
+"""Print the Markdown tables of benchmarks/README.md from a saved result file.
+
+    python benchmarks/markdown_tables.py benchmarks/results/cpu-1thread.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+PEERS = ("senet", "timm", "torchvision", "monai")
+
+
+def _r(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def block_table(run: dict) -> list[str]:
+    lines = [
+        "| shape | layout | mode | GB/s | senet | timm | torchvision | monai | in-model senet (fused) | in-model timm |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in run["blocks"]:
+        res, im = row["results"], row["in_model"]
+        peers = [res[n]["ratio_to_bound"] if n in res else None for n in PEERS]
+        present = [v for n, v in zip(PEERS[1:], peers[1:]) if v is not None]
+        cells = []
+        for name, value in zip(PEERS, peers):
+            text = _r(value)
+            if name == "senet" and present and value is not None and value <= min(present):
+                text = f"**{text}**"
+            cells.append(text)
+        senet_im = im.get("unit_senet", {}).get("ratio_to_bound")
+        timm_im = im.get("unit_timm", {}).get("ratio_to_bound")
+        mode = "fwd" if row["mode"] == "forward" else "fwd+bwd"
+        shape = "x".join(map(str, row["shape"]))
+        lines.append(
+            f"| {shape} | {row['layout']} | {mode} | {row['bandwidth_gbs']:.1f} | " + " | ".join(cells)
+            + f" | {_r(senet_im)} | {_r(timm_im)} |"
+        )
+    return lines
+
+
+def model_table(run: dict) -> list[str]:
+    models = run["models"]
+    lines = ["| mode | layout | " + " | ".join(r for r in models["timings"][0]["ratios"]) + " |"]
+    lines.append("| --- | --- | " + " | ".join("---:" for _ in models["timings"][0]["ratios"]) + " |")
+    for row in models["timings"]:
+        cells = [f"{v['ratio']:.3f} [{v['paired_min']:.3f}, {v['paired_max']:.3f}]" for v in row["ratios"].values()]
+        lines.append(f"| {row['mode']} | {row['layout']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def time_table(run: dict) -> list[str]:
+    models = run["models"]
+    names = list(models["timings"][0]["results"])
+    lines = ["| mode | layout | " + " | ".join(names) + " |", "| --- | --- | " + " | ".join("---:" for _ in names) + " |"]
+    for row in models["timings"]:
+        cells = []
+        for name in names:
+            s = row["results"][name]
+            cells.append(f"{s['median_s'] * 1e3:.0f} ({(s['q3_s'] - s['q1_s']) / s['median_s'] * 100:.0f}%)")
+        lines.append(f"| {row['mode']} | {row['layout']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def memory_table(run: dict) -> list[str]:
+    memory = run["models"]["memory"]
+    lines = ["| model | saved for backward (MiB) | peak (MiB) |", "| --- | ---: | ---: |"]
+    for name, v in memory["results"].items():
+        lines.append(f"| {name} | {v['saved_bytes'] / 2**20:.1f} | {v['peak_bytes'] / 2**20:.1f} |")
+    lines += ["", "| pair | saved ratio | peak ratio |", "| --- | ---: | ---: |"]
+    for pair, v in memory["ratios"].items():
+        lines.append(f"| {pair} | {v['saved_bytes']:.3f} | {v['peak_bytes']:.3f} |")
+    return lines
+
+
+def main() -> None:
+    results = json.loads(Path(sys.argv[1]).read_text())
+    for allocator, run in results["runs"].items():
+        print(f"### allocator: {allocator} {run.get('mallopt') or ''}\n")
+        if "blocks" in run:
+            print("\n".join(block_table(run)) + "\n")
+        if "models" in run:
+            print("\n".join(model_table(run)) + "\n")
+            print("\n".join(time_table(run)) + "\n")
+            if "memory" in run["models"]:
+                print("\n".join(memory_table(run)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
