@@ -20,7 +20,8 @@ from senet.data import build_data
 from senet.layers.se import GATES
 from senet.models.integration import INTEGRATIONS
 from senet.train.checkpoint import check_writable
-from senet.train.compare import CompareResult, is_main_process, settings_dict
+from senet.train.compare import CompareResult, settings_dict
+from senet.train.ddp import is_main_process
 from senet.train.config import ModelSpec, TrainConfig
 from senet.train.experiment import Variant, VariantSummary, run_variants
 from senet.train.loop import spec_for_data

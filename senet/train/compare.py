@@ -4,7 +4,6 @@ curves, the SE model's gate statistics and its cost breakdown."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,11 @@ from senet.data import DataBundle, make_loader
 from senet.layers.registry import get_attention
 from senet.train.checkpoint import check_writable
 from senet.train.config import ModelSpec, TrainConfig
+from senet.train.ddp import is_main_process
 from senet.train.experiment import Variant, VariantSummary, run_variants
 from senet.train.report import Report, markdown_table, plot_learning_curves, summary_table
 
-__all__ = ["CompareResult", "compare", "compare_variants", "gate_section", "cost_section", "is_main_process", "settings_dict"]
+__all__ = ["CompareResult", "compare", "compare_variants", "gate_section", "cost_section", "settings_dict", "last_block_per_stage"]
 
 
 @dataclass
@@ -28,11 +28,6 @@ class CompareResult:
     report: Path
     results: Path
     table: str
-
-
-def is_main_process() -> bool:
-    """True except on the non-zero ranks of a torchrun job (only rank 0 writes reports)."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def settings_dict(base: TrainConfig) -> dict[str, object]:
@@ -134,7 +129,7 @@ def compare(base: TrainConfig, variants: list[Variant], seeds: Sequence[int], ou
         f"label smoothing {base.label_smoothing}; seeds {list(seeds)}. Accuracy is the final epoch's, "
         "mean ± sample std over seeds; FLOPs per example, 2 per multiply-add."
     )
-    report.add("## Results\n\n" + table)
+    report.add(f"## Results\n\n{table}\n\nData: {first.bundle.note}.")
     by_label = {s.label: s for s in summaries}
     results: dict[str, object] = {"command": command, "task": task, "data": first.bundle.name, "data_note": first.bundle.note,
                                   "seeds": list(seeds), "settings": settings_dict(base), "variants": [s.to_dict() for s in summaries]}  # fmt: skip

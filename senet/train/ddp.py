@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "setup_distributed", "teardown_distributed", "all_reduce_sum", "all_gather_objects", "barrier"]
+__all__ = ["is_main_process", "DistContext", "setup_distributed", "teardown_distributed", "all_reduce_sum", "all_gather_objects", "barrier"]
+
+
+def is_main_process() -> bool:
+    """False only on the non-zero ranks of a torchrun job (only rank 0 prints summaries and writes reports)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from senet.analysis import model_cost
 from senet.train.config import ModelSpec, TrainConfig
+from senet.train.ddp import is_main_process
 from senet.train.loop import CHECKPOINT_NAME, RunResult, fit, spec_for_data
 from senet.train.model import build_model
 
@@ -101,7 +102,7 @@ def run_variants(base: TrainConfig, variants: list[Variant], seeds: list[int], o
             result = fit(config)
             runs.append(result)
             done += 1
-            if base.verbose:
+            if base.verbose and is_main_process():
                 print(
                     f"[{done}/{total}] {variant.label} seed {seed}: val acc {100 * result.final['val_acc']:.2f}% "
                     f"loss {result.final['val_loss']:.4f} ({result.mean_epoch_time:.2f} s/epoch)",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from senet.analysis import attention_modules
-from senet.train.compare import cost_section, gate_section, is_main_process
+from senet.train.compare import cost_section, gate_section
+from senet.train.ddp import is_main_process
 from senet.train.config import TrainConfig
 from senet.train.loop import RunResult, fit
 from senet.train.report import Report, markdown_table, plot_history
