@@ -168,7 +168,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     data = _data_name(args)
     variants = compare_variants(model, reduction=args.reduction, relatives=args.relatives)
     config = _train_config(args, variants[0].spec, data, out)
-    result = compare(config, variants, _seeds(args), out, command=args.command_line, task=args.task)
+    result = compare(config, variants, _seeds(args), out, command=args.command_line)
     print(result.table)
     print(f"note: {result.summaries[0].runs[0].bundle.note}\nreport: {result.report}\nresults: {result.results}")
     return 0

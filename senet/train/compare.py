@@ -11,7 +11,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from senet.analysis import collect_gates, model_cost, plot_cost_breakdown, plot_gate_histograms, plot_gate_profiles
-from senet.data import DataBundle, make_loader
+from senet.data import DATASETS, DataBundle, make_loader
 from senet.layers.registry import get_attention
 from senet.train.checkpoint import check_writable
 from senet.train.config import ModelSpec, TrainConfig
@@ -112,7 +112,7 @@ def _delta_text(plain: VariantSummary, se: VariantSummary) -> tuple[str, dict[st
     return text, numbers
 
 
-def compare(base: TrainConfig, variants: list[Variant], seeds: Sequence[int], out: Path, *, command: str, task: str) -> CompareResult:
+def compare(base: TrainConfig, variants: list[Variant], seeds: Sequence[int], out: Path, *, command: str) -> CompareResult:
     """Train ``variants`` (the first is the baseline, a variant labelled ``se`` gets the gate analysis)
     with every seed under ``out`` and write ``report.md`` and ``results.json`` there."""
     check_writable(out)
@@ -131,7 +131,7 @@ def compare(base: TrainConfig, variants: list[Variant], seeds: Sequence[int], ou
     )
     report.add(f"## Results\n\n{table}\n\nData: {first.bundle.note}.")
     by_label = {s.label: s for s in summaries}
-    results: dict[str, object] = {"command": command, "task": task, "data": first.bundle.name, "data_note": first.bundle.note,
+    results: dict[str, object] = {"command": command, "task": DATASETS[first.bundle.name].task, "data": first.bundle.name, "data_note": first.bundle.note,
                                   "seeds": list(seeds), "settings": settings_dict(base), "variants": [s.to_dict() for s in summaries]}  # fmt: skip
     if "plain" in by_label and "se" in by_label:
         text, numbers = _delta_text(by_label["plain"], by_label["se"])
