@@ -47,7 +47,11 @@ def model_table(run: dict) -> list[str]:
     lines = ["| mode | layout | " + " | ".join(r for r in models["timings"][0]["ratios"]) + " |"]
     lines.append("| --- | --- | " + " | ".join("---:" for _ in models["timings"][0]["ratios"]) + " |")
     for row in models["timings"]:
-        cells = [f"{v['ratio']:.3f} [{v['paired_min']:.3f}, {v['paired_max']:.3f}]" for v in row["ratios"].values()]
+        cells = []
+        for pair, v in row["ratios"].items():
+            a, b = pair.split("/")
+            minimums = min(row["results"][a]["samples_s"]) / min(row["results"][b]["samples_s"])
+            cells.append(f"{v['ratio']:.3f} [{v['paired_min']:.3f}, {v['paired_max']:.3f}] min {minimums:.3f}")
         lines.append(f"| {row['mode']} | {row['layout']} | " + " | ".join(cells) + " |")
     return lines
 

@@ -38,7 +38,7 @@ def test_interleaved_rotates_and_summaries_use_medians():
     stats = summarize([3.0, 1.0, 2.0, 10.0])
     assert stats["median_s"] == 2.5 and stats["min_s"] == 1.0 and stats["max_s"] == 10.0
     r = ratio([2.0, 4.0, 6.0], [1.0, 1.0, 4.0])
-    assert r["ratio"] == 4.0 and r["paired_min"] == 1.5 and r["paired_max"] == 4.0
+    assert r["ratio"] == 4.0 and r["paired_min"] == 1.5 and r["paired_max"] == 4.0 and r["ratio_of_minimums"] == 2.0
     with pytest.raises(ValueError, match="repeats"):
         interleaved(fns, repeats=0)
 

@@ -60,6 +60,18 @@ def test_mkdocs_build_strict(tmp_path):
     assert "SqueezeExcite" in (site / "attention" / "index.html").read_text(encoding="utf-8")
 
 
+def test_every_module_has_an_api_page():
+    documented = set()
+    for page in (DOCS / "api").glob("*.md"):
+        documented |= set(re.findall(r"^::: (senet[\w.]*)$", page.read_text(encoding="utf-8"), re.MULTILINE))
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "senet").rglob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    }
+    assert sorted(modules - documented) == [], "add these modules to a page under docs/api/"
+
+
 def test_tutorials_have_pages_in_the_nav():
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     assert len(TUTORIALS) == 6

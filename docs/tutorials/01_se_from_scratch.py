@@ -18,6 +18,8 @@ from senet.layers import LocalChannelGate, SqueezeExcite, lengths_to_mask
 
 QUICK = os.environ.get("SENET_QUICK") == "1"  # nothing here is slow; kept for uniformity with the others
 OUT = Path(os.environ.get("SENET_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="senet-tutorial-"))
+if QUICK:
+    torch.set_num_threads(1)  # the test suite: one thread is robust on shared CPU cores
 torch.manual_seed(0)
 
 # %% [markdown]

@@ -11,6 +11,7 @@
 
 # %%
 import copy
+import math
 import os
 import tempfile
 import time
@@ -30,8 +31,9 @@ from senet.models.integration import INTEGRATIONS
 
 QUICK = os.environ.get("SENET_QUICK") == "1"
 OUT = Path(os.environ.get("SENET_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="senet-tutorial-"))
+if QUICK:
+    torch.set_num_threads(1)  # the test suite: one thread is robust on shared CPU cores
 torch.manual_seed(0)
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # %% [markdown]
 # ## 1. Wrapping torchvision's ResNet-18
@@ -91,7 +93,7 @@ assert difference < 1e-4
 # %%
 rows = []
 for name in ATTENTION_LAYERS:
-    net = add_attention(resnet18(weights=None, num_classes=10), name).eval()
+    net = add_attention(copy.deepcopy(plain), name).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     rows.append((name, ATTENTION_LAYERS[name].__name__, count(net) - count(plain)))
@@ -169,7 +171,7 @@ STEPS = 10 if QUICK else 5 * (len(train_y) // BATCH)
 
 
 def evaluate(model: nn.Module) -> tuple[float, float]:
-    """Validation (loss, accuracy), after recomputing the batch-norm statistics on 1024 training images
+    """Validation (loss, accuracy), after recomputing the batch-norm statistics on 512 training images
     (after a few steps the running averages still remember the initial weights)."""
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -177,7 +179,7 @@ def evaluate(model: nn.Module) -> tuple[float, float]:
             module.momentum = None  # a plain average over the batches below
     model.train()
     with torch.no_grad():
-        for index in torch.arange(1024).split(256):
+        for index in torch.arange(512).split(256):
             model(train_x[index])
     model.eval()
     with torch.no_grad():
@@ -206,20 +208,17 @@ for label in ("plain", *INTEGRATIONS):
     torch.manual_seed(0)
     options = {"attention": None} if label == "plain" else {"integration": label}
     model = create_model("seresnet20_cifar", in_channels=1, num_classes=10, **options)
-    loss_before, _ = evaluate(model)
     start = time.perf_counter()
     train(model, STEPS)
-    loss, accuracy = evaluate(model)
-    results[label] = (loss_before, loss, accuracy)
-    print(f"{label:9} val loss {loss_before:.2f} -> {loss:.2f}, accuracy {100 * accuracy:5.1f}% "
-          f"({STEPS} steps, {time.perf_counter() - start:.1f} s)")
+    results[label] = evaluate(model)
+    loss, accuracy = results[label]
+    print(f"{label:9} val loss {loss:.2f}, accuracy {100 * accuracy:5.1f}% ({STEPS} steps, {time.perf_counter() - start:.1f} s)")
 
 lines = ["| model | val loss | val accuracy |", "| --- | --- | --- |"]
-lines += [f"| {label} | {loss:.3f} | {100 * acc:.1f}% |" for label, (_, loss, acc) in results.items()]
+lines += [f"| {label} | {loss:.3f} | {100 * acc:.1f}% |" for label, (loss, acc) in results.items()]
 (OUT / "02_integration_strategies.md").write_text("\n".join(lines) + "\n")
-for label, (loss_before, loss, accuracy) in results.items():
-    assert loss < loss_before, (label, loss_before, loss)  # every strategy learns
-    assert accuracy > (0.2 if QUICK else 0.5), (label, accuracy)  # chance is 10%
+for label, (loss, accuracy) in results.items():  # every strategy learns: better than guessing among 10 classes
+    assert loss < math.log(10) and accuracy > (0.2 if QUICK else 0.5), (label, loss, accuracy)
 
 # %% [markdown]
 # Every strategy trains from the same code path. In short runs `"post"` and `"identity"` start slowest:

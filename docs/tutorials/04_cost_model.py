@@ -36,6 +36,8 @@ from senet.models import create_model
 
 QUICK = os.environ.get("SENET_QUICK") == "1"
 OUT = Path(os.environ.get("SENET_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="senet-tutorial-"))
+if QUICK:
+    torch.set_num_threads(1)  # the test suite: one thread is robust on shared CPU cores
 torch.manual_seed(0)
 
 # %% [markdown]

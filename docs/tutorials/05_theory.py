@@ -39,6 +39,8 @@ from senet.layers import SqueezeExcite
 
 QUICK = os.environ.get("SENET_QUICK") == "1"
 OUT = Path(os.environ.get("SENET_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="senet-tutorial-"))
+if QUICK:
+    torch.set_num_threads(1)  # the test suite: one thread is robust on shared CPU cores
 SAMPLES = 50_000 if QUICK else 1_000_000  # Monte Carlo draws
 rng = np.random.default_rng(0)
 torch.manual_seed(0)

@@ -184,6 +184,44 @@ def _timed_call(mode: str, fn: Callable, inputs: tuple[torch.Tensor, ...], grad:
     return call_backward
 
 
+def _check_candidates(blocks, units, se, bn, x, c, identity, grad, training: bool) -> dict[str, float]:
+    """Max abs errors: the stand-alone blocks (and input gradients) against the float64 formula, the SE
+    units against the plain unit in float64; raises RuntimeError on a disagreement."""
+    errors: dict[str, float] = {}
+    reference = reference_se(x.detach(), se)
+    if training:
+        x64 = x.detach().double().requires_grad_()
+        (ref_grad,) = torch.autograd.grad(reference_se(x64, se), x64, grad.double())
+    for name, block in blocks.items():
+        out = block(x)
+        errors[name] = _check(name, out.detach(), reference)
+        if training:
+            (dx,) = torch.autograd.grad(out, x, grad)
+            errors[name] = max(errors[name], _check(f"{name} (input gradient)", dx, ref_grad))
+    # in training mode the units use batch statistics, in eval mode the (unchanged) running ones
+    unit_ref = torch.relu(reference_se(bn.train(training)(c.detach()).detach(), se) + identity.detach().double())
+    for name, unit in units.items():
+        if name != "unit_plain":
+            errors[name] = _check(name, unit(c, identity).detach(), unit_ref)
+    return errors
+
+
+def _ratios_to_bound(samples: dict[str, list[float]], bound: float, errors: dict[str, float]) -> tuple[dict, dict]:
+    """Per-candidate summaries with ``ratio_to_bound``, and SE's in-model cost ``t(unit) - t(unit_plain)``."""
+    results = {}
+    for name, times in samples.items():
+        if name != "copy":
+            results[name] = {**summarize(times), "max_abs_error": errors.get(name, 0.0)}
+            results[name]["ratio_to_bound"] = results[name]["median_s"] / bound
+    plain = results["unit_plain"]["median_s"]
+    in_model = {}
+    for name in results:
+        if name.startswith("unit_") and name != "unit_plain":
+            cost = results[name]["median_s"] - plain
+            in_model[name] = {"se_cost_s": cost, "ratio_to_bound": cost / bound}
+    return results, in_model
+
+
 def run_block_case(case: BlockCase, mode: str, *, repeats: int, min_time: float = 0.0, seed: int = 0) -> dict:
     """Check and time every candidate on one case in one mode (``"forward"`` or ``"forward_backward"``)."""
     if mode not in BOUND_PASSES:
@@ -212,24 +250,7 @@ def run_block_case(case: BlockCase, mode: str, *, repeats: int, min_time: float 
     if training:
         x.requires_grad_(), c.requires_grad_(), identity.requires_grad_()
 
-    # correctness first: the stand-alone blocks against the float64 formula, the units against the plain unit
-    errors: dict[str, float] = {}
-    reference = reference_se(x.detach(), se)
-    ref_grad = None
-    if training:
-        x64 = x.detach().double().requires_grad_()
-        (ref_grad,) = torch.autograd.grad(reference_se(x64, se), x64, grad.double())
-    for name, block in blocks.items():
-        out = block(x)
-        errors[name] = _check(name, out.detach(), reference)
-        if training:
-            (dx,) = torch.autograd.grad(out, x, grad)
-            errors[name] = max(errors[name], _check(f"{name} (input gradient)", dx, ref_grad))
-    # the units in training mode use batch statistics, in eval mode the (unchanged) running ones
-    unit_ref = torch.relu(reference_se(bn.train(training)(c.detach()).detach(), se) + identity.detach().double())
-    for name, unit in units.items():
-        if name != "unit_plain":
-            errors[name] = _check(name, unit(c, identity).detach(), unit_ref)
+    errors = _check_candidates(blocks, units, se, bn, x, c, identity, grad, training)
 
     dst = torch.empty_like(x.detach())
     fns: dict[str, Callable] = {"copy": lambda: dst.copy_(x.detach())}
@@ -240,23 +261,9 @@ def run_block_case(case: BlockCase, mode: str, *, repeats: int, min_time: float 
     samples = interleaved(fns, repeats=repeats, min_time=min_time)
 
     nbytes = x.numel() * x.element_size()
-    copy_median = summarize(samples["copy"])["median_s"]
-    bandwidth = 2 * nbytes / copy_median
+    bandwidth = 2 * nbytes / summarize(samples["copy"])["median_s"]
     bound = BOUND_PASSES[mode] * nbytes / bandwidth
-    results = {}
-    for name in fns:
-        if name == "copy":
-            continue
-        stats = summarize(samples[name])
-        stats["ratio_to_bound"] = stats["median_s"] / bound
-        stats["max_abs_error"] = errors.get(name, 0.0)
-        results[name] = stats
-    plain = results["unit_plain"]["median_s"]
-    in_model = {
-        name: {"se_cost_s": results[name]["median_s"] - plain, "ratio_to_bound": (results[name]["median_s"] - plain) / bound}
-        for name in results
-        if name.startswith("unit_") and name != "unit_plain"
-    }
+    results, in_model = _ratios_to_bound(samples, bound, errors)
     return {
         "shape": list(case.shape),
         "layout": case.layout,

@@ -198,7 +198,9 @@ def _model_table(models: dict) -> list[str]:
     for row in models["timings"]:
         lines.append(f"  {row['mode']} {row['layout']} batch {row['batch']} {row['image_size']}px:")
         for pair, value in row["ratios"].items():
-            lines.append(f"    {pair:<34} {value['ratio']:.3f} [{value['paired_min']:.3f}, {value['paired_max']:.3f}]")
+            minimums = value.get("ratio_of_minimums")
+            extra = f"  (ratio of minimums {minimums:.3f})" if minimums is not None else ""
+            lines.append(f"    {pair:<34} {value['ratio']:.3f} [{value['paired_min']:.3f}, {value['paired_max']:.3f}]{extra}")
         for name, stats in row["results"].items():
             spread = (stats["q3_s"] - stats["q1_s"]) / stats["median_s"]
             lines.append(f"      {name:<20} median {stats['median_s'] * 1e3:9.1f} ms  IQR/median {spread:.3f}")

@@ -83,17 +83,17 @@ def synthetic_sequence_bundle(
 def synthetic_volume_bundle(
     *, train_size: int = 400, val_size: int = 200, channels: int = 4, size: int = 6
 ) -> DataBundle:
-    """3-D flagged-channel task: ``(channels, size, size, size)`` volumes, 6 classes (3 axes x 2 periods)."""
+    """3-D flagged-channel task: ``(channels, size, size, size)`` volumes, 3 classes (the wave's axis, period 3)."""
     rng = np.random.default_rng(DATA_SEED)
     examples, labels = flagged_channel_examples(
-        train_size + val_size, channels=channels, spatial_shape=(size,) * 3, num_classes=6, rng=rng
+        train_size + val_size, channels=channels, spatial_shape=(size,) * 3, num_classes=3, rng=rng
     )
     inputs, targets = torch.from_numpy(np.stack(examples)), torch.from_numpy(labels)
     return DataBundle(
         name="synthetic3d",
         train=ArrayDataset(inputs[:train_size], targets[:train_size]),
         val=ArrayDataset(inputs[train_size:], targets[train_size:]),
-        num_classes=6,
+        num_classes=3,
         input_shape=(channels, size, size, size),
         note="synthetic 3-D flagged-channel task",
     )
