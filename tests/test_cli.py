@@ -182,11 +182,14 @@ def test_bad_input_gives_one_line_and_exit_1(argv: list[str], message: str, tmp_
     files = _bad_files(tmp_path)
     argv = [a.format(tmp=tmp_path, **files) for a in argv]
     if argv[0] in ("train", "compare"):  # quick settings first, so that the case's own options win
-        argv = [argv[0], *QUICK, *([] if "--out" in argv else ["--out", str(tmp_path / "out")]), *argv[1:]]
+        argv = [argv[0], *QUICK, *argv[1:]]
+    if argv[0] != "export" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"senet {argv[0]}: error: ") and "Traceback" not in err
     assert message in err
+    assert not (tmp_path / "out").exists() or argv[0] in ("train", "compare")  # analyze checks its input first
 
 
 def test_a_finished_run_is_never_overwritten(trained: Path, capsys):

@@ -41,7 +41,6 @@ def analyze(
     model in ``checkpoint`` (whose stored spec must agree with ``spec``'s name when both are given)."""
     if spec is None and checkpoint is None:
         raise ValueError("analyze needs --model NAME or --checkpoint PATH")
-    check_writable(out)
     bundle = build_data(data, data_dir=data_dir, augment=False, train_limit=1, val_limit=val_limit) if data else None
     stored_shape = None
     if checkpoint is not None:
@@ -56,6 +55,7 @@ def analyze(
         if (model.in_channels, model.spatial_dims) != (bundle.in_channels, bundle.spatial_dims):
             raise ValueError(f"data {bundle.name!r} has input {bundle.input_shape}, which model {spec.name} cannot take")
     shape = input_shape or (bundle.input_shape if bundle is not None else None) or stored_shape or default_input_shape(spec, model)
+    check_writable(out)  # only now: bad input leaves no empty output folder behind
     report = Report(out, f"Analysis of {spec.name}" + (f" ({checkpoint})" if checkpoint else " (untrained weights)"))
     if command:
         report.add(f"Command: `{command}`")
