@@ -240,3 +240,43 @@ def test_chunked_backward_matches_unchunked(monkeypatch):
     out = bn_se_add_relu(c, copy.deepcopy(bn), copy.deepcopy(se), identity)
     for a, b in zip(_grads(out, [c, identity], []), whole):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("spatial_dims", [1, 3])
+def test_conv_bn_se_add_relu_squeezes_the_conv_input(train, spatial_dims):
+    from senet.layers import conv_nd
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    bn, se = _unit(spatial_dims)
+    conv = conv_nd(spatial_dims)(8, 16, 1, bias=spatial_dims == 1)
+    mods = [conv, bn, se]
+    refs = [copy.deepcopy(m) for m in mods]
+    for m in (*mods, *refs):
+        m.train(train)
+    shape = (4, 8, 9) if spatial_dims == 1 else (3, 8, 3, 4, 5)
+    h = torch.randn(shape, requires_grad=True)
+    identity = torch.randn((shape[0], 16, *shape[2:]), requires_grad=True)
+    out = conv_bn_se_add_relu(h, *mods, identity)
+    ref = torch.relu(refs[2](refs[1](refs[0](h))) + identity)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(_grads(out, [h, identity], mods), _grads(ref, [h, identity], refs)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(conv_bn_se_add_relu(h, *mods, identity), ref)
+    strided = conv_nd(spatial_dims)(8, 16, 3, padding=1)  # not 1x1: pools the norm output instead
+    torch.testing.assert_close(
+        conv_bn_se_add_relu(h, strided, bn.eval(), se, identity), torch.relu(se(bn(strided(h))) + identity)
+    )
+
+
+def test_conv_bn_se_add_relu_gradcheck_float64():
+    from senet.layers import conv_nd
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    conv = conv_nd(2)(3, 4, 1, bias=False).double()
+    bn, _ = _unit(2, channels=4, dtype=torch.float64)
+    se = SqueezeExcite(4, reduction=2).double()
+    h = torch.randn(3, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda h, i: conv_bn_se_add_relu(h, conv, copy.deepcopy(bn), se, i), (h, identity))

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
-from senet.layers.fused import bn_se_add_relu
+from senet.layers.fused import conv_bn_se_add_relu
 from senet.models import create_model
 
 __all__ = ["ModelCase", "FULL_MODEL_CASE", "QUICK_MODEL_CASE", "build_models", "patch_fused", "run_model_case", "PAIRS"]
@@ -58,12 +58,11 @@ def _fused_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
     shortcut = x if self.downsample is None else self.downsample(x)  # (N, C_out, *S_out)
     out = self.act1(self.bn1(self.conv1(x)))  # (N, C_in, *S) -> (N, first_width, *S')
     out = self.act2(self.bn2(self.conv2(out)))  # -> (N, width, *S/s)
-    out = self.conv3(out)  # -> (N, C_out, *S/s)
     if self.se is None:
-        out = self.bn3(out)
+        out = self.bn3(self.conv3(out))  # -> (N, C_out, *S/s)
         out += shortcut
         return out.relu_()
-    return bn_se_add_relu(out, self.bn3, self.se, shortcut)
+    return conv_bn_se_add_relu(out, self.conv3, self.bn3, self.se, shortcut)  # -> (N, C_out, *S/s)
 
 
 def patch_fused(model: nn.Module) -> int:

@@ -38,7 +38,15 @@ import torch.nn as nn
 
 from senet.layers.checks import check_input
 
-__all__ = ["squeeze_mean", "channel_dot", "scale_add_relu", "batch_norm_affine", "bn_se_add_relu", "fusable"]
+__all__ = [
+    "squeeze_mean",
+    "channel_dot",
+    "scale_add_relu",
+    "batch_norm_affine",
+    "bn_se_add_relu",
+    "conv_bn_se_add_relu",
+    "fusable",
+]
 
 
 def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
@@ -213,6 +221,56 @@ def fusable(bn: nn.Module, se: nn.Module | None, c: torch.Tensor | None = None) 
     return is_bn and callable(getattr(se, "excite", None)) and getattr(se, "squeeze", None) == "avg"
 
 
+class _SqueezeOf(torch.autograd.Function):
+    """``z = mean_p(u)``, its value ``alpha * pooled_c + beta`` computed from the pooled norm input.
+
+    ``u = alpha * c + beta`` per channel, so ``mean_p(u) = alpha * mean_p(c) + beta`` exactly (up to
+    rounding); the backward is that of ``mean_p(u)``: ``gz / P`` broadcast over u (an expanded view).
+    """
+
+    @staticmethod
+    def forward(ctx, u, pooled_c, alpha, beta):
+        ctx.shape, ctx.positions = u.shape, math.prod(u.shape[2:])
+        return (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
+
+    @staticmethod
+    def backward(ctx, grad_z):
+        grad_u = (grad_z / ctx.positions).view(*grad_z.shape, *([1] * (len(ctx.shape) - 2))).expand(ctx.shape)
+        return grad_u, None, None, None
+
+
+def _pointwise_conv(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a 1x1 (x1) convolution without stride, padding or groups: ``conv(h)`` mixes
+    channels only, so ``mean_p(conv(h)) = W @ mean_p(h) + b``."""
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return False
+    ones = (1,) * len(conv.kernel_size)
+    return (
+        conv.kernel_size == ones
+        and conv.stride == ones
+        and conv.padding in ((0,) * len(ones), "valid")
+        and conv.groups == 1
+    )
+
+
+def _se_residual_tail(c, bn, se, identity, pooled_c=None):
+    """The fused tail; ``pooled_c`` is ``mean_p(c)`` ``(N, C)`` when known more cheaply than pooling u."""
+    check_input(c, se.channels, name="c")
+    if not isinstance(identity, torch.Tensor) or identity.shape != c.shape:
+        got = tuple(identity.shape) if isinstance(identity, torch.Tensor) else type(identity).__name__
+        raise ValueError(f"identity must have the shape of c {tuple(c.shape)}, got {got}")
+    if pooled_c is None and not torch.is_grad_enabled():  # inference: the norm's output is ours to overwrite
+        u = bn(c)
+        s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
+        return torch.addcmul(identity, u, s, out=u).relu_()
+    u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
+    z = squeeze_mean(u) if pooled_c is None else _SqueezeOf.apply(u, pooled_c, alpha, beta)  # (N, C)
+    s = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
+    if not torch.is_grad_enabled():
+        return torch.addcmul(identity, u, s, out=u).relu_()
+    return _BNScaleAddReLU.apply(u, s, identity, c, alpha, beta)
+
+
 def bn_se_add_relu(c: torch.Tensor, bn: nn.Module, se: nn.Module, identity: torch.Tensor) -> torch.Tensor:
     """``relu(se(bn(c)) + identity)``, the end of an SE residual unit, fused and memory-lean.
 
@@ -228,23 +286,40 @@ def bn_se_add_relu(c: torch.Tensor, bn: nn.Module, se: nn.Module, identity: torc
     norm, the output for the ReLU), and ``se.gate``'s forward hooks still see the gates. Other norms or
     attention blocks, TorchScript, tracing and export take the plain formula.
 
-    A bottleneck's forward ends (``act3`` is the ReLU, ``integration="standard"``)::
+    A basic block's forward ends (``act2`` is the ReLU, ``integration="standard"``)::
 
-        out = self.conv3(x)                                        # (N, width, *S) -> (N, C, *S)
-        return bn_se_add_relu(out, self.bn3, self.se, shortcut)    # relu(se(bn3(out)) + shortcut)
+        out = self.conv2(x)                                        # (N, width, *S) -> (N, C, *S)
+        return bn_se_add_relu(out, self.bn2, self.se, shortcut)    # relu(se(bn2(out)) + shortcut)
 
-    instead of ``out = self.se(self.bn3(self.conv3(x))); out = out + shortcut; return self.act3(out)``.
+    For a bottleneck, whose last convolution is 1x1, :func:`conv_bn_se_add_relu` is cheaper still.
     """
     if not fusable(bn, se, c):
         return torch.relu(se(bn(c)) + identity)
-    check_input(c, se.channels, name="c")
-    if not isinstance(identity, torch.Tensor) or identity.shape != c.shape:
-        got = tuple(identity.shape) if isinstance(identity, torch.Tensor) else type(identity).__name__
-        raise ValueError(f"identity must have the shape of c {tuple(c.shape)}, got {got}")
-    if not torch.is_grad_enabled():  # inference: the norm's output is ours to overwrite
-        u = bn(c)
-        s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
-        return torch.addcmul(identity, u, s, out=u).relu_()
-    u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
-    s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, 1, ..., 1)
-    return _BNScaleAddReLU.apply(u, s, identity, c, alpha, beta)
+    return _se_residual_tail(c, bn, se, identity)
+
+
+def conv_bn_se_add_relu(
+    h: torch.Tensor, conv: nn.Module, bn: nn.Module, se: nn.Module, identity: torch.Tensor
+) -> torch.Tensor:
+    """``relu(se(bn(conv(h))) + identity)``: :func:`bn_se_add_relu` with the unit's last convolution.
+
+    Where ``conv`` is 1x1 (no stride, padding or groups; a bottleneck's ``conv3``), the squeeze is taken
+    on its input ``h``, which has 4x fewer channels in a bottleneck, using
+    ``mean_p(bn(conv(h))) = alpha * (W @ mean_p(h) + b) + beta``: SE then reads no full-size tensor of
+    its own in the forward pass. Values, gradients and running statistics are those of the plain formula
+    (within float rounding). A bottleneck's forward ends (``integration="standard"``, ReLU ``act3``)::
+
+        out = self.act2(self.bn2(self.conv2(out)))                                # (N, width, *S)
+        return conv_bn_se_add_relu(out, self.conv3, self.bn3, self.se, shortcut)  # (N, C, *S)
+
+    instead of ``out = self.se(self.bn3(self.conv3(out))); out = out + shortcut; return self.act3(out)``.
+    """
+    c = conv(h)  # (N, C_in, *S) -> (N, C, *S)
+    if not fusable(bn, se, c):
+        return torch.relu(se(bn(c)) + identity)
+    if not _pointwise_conv(conv):
+        return _se_residual_tail(c, bn, se, identity)
+    with torch.no_grad():  # values only: the gradient of the squeeze is _SqueezeOf's
+        weight = conv.weight.flatten(1)  # (C, C_in)
+        pooled_c = torch.nn.functional.linear(squeeze_mean(h.detach()), weight, conv.bias)  # (N, C_in) -> (N, C)
+    return _se_residual_tail(c, bn, se, identity, pooled_c)
