@@ -117,8 +117,8 @@ def test_attention_table_covers_every_registered_layer():
     assert data["machine"]["cpu"] in table and data["machine"]["torch"] in table
 
 
-@pytest.mark.slow
 def test_attention_table_script_quick_mode(tmp_path):
+    """The measuring script still runs against the current API (tiny sizes; its numbers are not a measurement)."""
     env = dict(os.environ, MPLBACKEND="Agg")
     script = DOCS / "scripts" / "attention_table.py"
     result = subprocess.run(
