@@ -169,7 +169,7 @@ def scale_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> 
         identity: the shortcut, same shape as ``x``.
 
     Equal to ``torch.relu(x * s + identity)`` within float rounding, with one ``addcmul`` and an in-place
-    ReLU instead of three passes, and a backward without the ``g * x`` temporary.
+    ReLU instead of three passes, and a backward that works through the batch in cache-sized chunks.
     """
     _check_residual(x, s, identity)
     if not torch.is_grad_enabled():

@@ -10,6 +10,12 @@ without attention) and sits where ``attention.integration`` says (see :mod:`sene
 - ``inside``: after the 3x3 convolution's BN and ReLU (``"before_act"``: between them), in a basic block
   after the first 3x3 convolution; SE sees the 3x3 width ``width``.
 
+With ``standard`` integration the unit's tail ``relu(SE(bn(conv(h))) + shortcut)`` runs through
+:func:`senet.layers.fused.conv_bn_se_add_relu`: the same values and gradients in fewer memory passes, and no
+full-size activation saved for backward beyond the plain unit's (see :mod:`senet.layers.fused`). The fused
+tail does not call the SE block's or the norm's ``forward``, so a unit whose SE block or last norm carries
+forward hooks (analysis, mask plumbing) takes the plain path; hooks on ``se.gate`` still fire either way.
+
 Module names follow timm's ``timm/models/resnet.py``: ``conv1, bn1, act1, conv2, bn2, act2, conv3, bn3,
 act3`` (basic block: ``conv1, bn1, act1, conv2, bn2, act2``), ``se`` (``fc1``/``fc2``), ``downsample``
 (``.0`` conv, ``.1`` BN; ResNet-D: ``.0`` average pool, ``.1`` conv, ``.2`` BN).
@@ -23,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from senet.layers.fused import conv_bn_se_add_relu
 from senet.layers.nd import avg_pool_nd, conv_nd, norm_nd
 from senet.models.integration import BlockAttention
 from senet.models.specs import StageSpec
@@ -97,10 +104,18 @@ class _ResidualUnit(nn.Module):
     branch: Callable[[torch.Tensor], torch.Tensor]
     final_act: Callable[[torch.Tensor], torch.Tensor]
 
-    def _setup(self, attention: BlockAttention | None, downsample: nn.Module | None) -> None:
+    def _setup(self, attention: BlockAttention | None, downsample: nn.Module | None, fusable_tail: bool = True) -> None:
         self.integration = attention.integration if attention is not None else "standard"
         self.placement = attention.placement if attention is not None else "after_act"
         self.downsample = downsample
+        # the tail is conv -> BN -> SE -> add -> ReLU, which senet.layers.fused computes in one pass
+        self.fused_tail = attention is not None and self.integration == "standard" and fusable_tail
+
+    def _use_fused_tail(self) -> bool:
+        if not self.fused_tail:
+            return False
+        observed = (m._forward_hooks or m._forward_pre_hooks for m in (self.se, self.tail_modules()[1]))
+        return not any(observed)
 
     def _inside(self, x: torch.Tensor, act: nn.Module) -> torch.Tensor:
         """The activation after the 3x3 conv's BN, with SE before or after it for ``integration="inside"``."""
@@ -117,6 +132,9 @@ class _ResidualUnit(nn.Module):
             shortcut = se(shortcut)
         if se is not None and self.integration == "pre":
             x = se(x)  # (N, C_in, *S): the branch sees the gated input, the shortcut the raw one
+        if self._use_fused_tail():
+            conv, bn = self.tail_modules()
+            return conv_bn_se_add_relu(self.branch_body(x), conv, bn, se, shortcut)  # relu(SE(bn(conv(h))) + shortcut)
         out = self.branch(x)  # (N, C_in, *S) -> (N, C_out, *S_out)
         if se is not None and self.integration == "standard":
             out = se(out)
@@ -158,11 +176,18 @@ class BasicBlock(_ResidualUnit):
             channels = attention.channels_at(in_channels=in_channels, inner_channels=width, out_channels=out)
             self.se = attention.build(channels, spatial_dims)
         self.act2 = nn.ReLU(inplace=True)
-        self._setup(attention, downsample)
+        self._setup(attention, downsample, fusable_tail=not branch_act)
+
+    def branch_body(self, x: torch.Tensor) -> torch.Tensor:
+        """The branch up to its last convolution's input."""
+        return self._inside(self.bn1(self.conv1(x)), self.act1)  # (N, C_in, *S) -> (N, width, *S/s)
+
+    def tail_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The branch's last convolution and norm."""
+        return self.conv2, self.bn2
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._inside(self.bn1(self.conv1(x)), self.act1)  # (N, C_in, *S) -> (N, width, *S/s)
-        x = self.bn2(self.conv2(x))  # -> (N, C_out, *S/s)
+        x = self.bn2(self.conv2(self.branch_body(x)))  # (N, C_in, *S) -> (N, C_out, *S/s)
         return x if self.act_branch is None else self.act_branch(x)
 
     def final_act(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,10 +231,17 @@ class Bottleneck(_ResidualUnit):
         self.act3 = nn.ReLU(inplace=True)
         self._setup(attention, downsample)
 
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
+    def branch_body(self, x: torch.Tensor) -> torch.Tensor:
+        """The branch up to its last convolution's input."""
         x = self.act1(self.bn1(self.conv1(x)))  # (N, C_in, *S) -> (N, first_width, *S')
-        x = self._inside(self.bn2(self.conv2(x)), self.act2)  # -> (N, width, *S/s)
-        return self.bn3(self.conv3(x))  # -> (N, C_out, *S/s)
+        return self._inside(self.bn2(self.conv2(x)), self.act2)  # -> (N, width, *S/s)
+
+    def tail_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The branch's last convolution and norm."""
+        return self.conv3, self.bn3
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn3(self.conv3(self.branch_body(x)))  # (N, C_in, *S) -> (N, C_out, *S/s)
 
     def final_act(self, x: torch.Tensor) -> torch.Tensor:
         return self.act3(x)
