@@ -62,9 +62,11 @@ def test_fused_tail_is_used_and_saves_fewer_bytes(monkeypatch):
     _set_fused(model, False)
     unfused = _saved_bytes(model, x)
     plain = _saved_bytes(create_model("resnet50", num_classes=10), x)
-    # SE's extra saved bytes over the plain network: the fused tail keeps less than half of the unfused
-    # tail's (at 224x224 the ratio to ResNet-50 is measured by `senet bench`, see benchmarks/README.md)
-    assert fused - plain < 0.5 * (unfused - plain)
+    # SE's extra saved bytes over the plain network, beyond its own FC weights (which every linear layer
+    # saves): the fused tail keeps under a quarter of the unfused tail's. (At 224x224, where the weights
+    # no longer dominate, `senet bench` measures the ratio to ResNet-50; see benchmarks/README.md.)
+    weights = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if ".se." in n)
+    assert fused - plain - weights < 0.25 * (unfused - plain - weights)
 
 
 def test_hooked_se_blocks_take_the_plain_path(monkeypatch):
