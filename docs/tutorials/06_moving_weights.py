@@ -121,8 +121,12 @@ assert options["spatial_dims"] == 1 and options["in_channels"] == 2 and options[
 ours = load_weights(create_model("legacy_seresnet50", **options), state)
 signal = torch.randn(2, 2, 4 * SIZE)  # (N, C, L)
 difference = max_difference(monai_net, ours, signal)
-print(f"MONAI vs senet SE-ResNet-50 (1-D): max |logit difference| = {difference:.2e}")
-assert difference < 1e-4
+with torch.no_grad():
+    scale = monai_net(signal).abs().max().item()
+print(f"MONAI vs senet SE-ResNet-50 (1-D): max |logit difference| = {difference:.2e} on logits up to {scale:.1f}")
+# 50 random layers amplify float32 rounding (senet's fused SE tail rounds differently from MONAI's
+# unfused one): compare relative to the logits' size; in float64 the two agree to ~1e-12
+assert difference < 1e-4 * max(scale, 1.0)
 
 # %% [markdown]
 # ## MONAI -> senet -> timm
