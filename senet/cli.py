@@ -339,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        if args.command != "bench":  # bench measures the default and the tuned allocator in workers of its own
+            from senet.bench.allocator import tune_allocator
+
+            tune_allocator()  # glibc: keep large freed tensors instead of unmapping them (see docs/performance)
         return args.handler(args)
     except KeyboardInterrupt:
         print(f"senet {args.command}: interrupted; finished epochs are in the checkpoint (continue with --resume)", file=sys.stderr)

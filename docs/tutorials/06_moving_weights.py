@@ -34,8 +34,12 @@ print("formats:", sorted(FORMATS))
 
 
 def max_difference(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor) -> float:
+    """max |a(x) - b(x)| relative to the size of the logits (at least 1): deep networks with random weights
+    give logits in the hundreds, where float32 rounding alone (senet's fused SE tail rounds differently
+    from an unfused one) reaches ~1e-3 in absolute terms; in float64 the pairs agree to ~1e-12."""
     with torch.no_grad():
-        return (a.eval()(x) - b.eval()(x)).abs().max().item()
+        logits = a.eval()(x)
+        return ((logits - b.eval()(x)).abs().max() / logits.abs().max().clamp_min(1.0)).item()
 
 
 def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
@@ -63,7 +67,7 @@ tv = randomize_batch_norm(tv_resnet18(weights=None, num_classes=10))
 state = convert_state_dict(tv.state_dict(), source="torchvision", model="resnet18")
 ours = load_weights(create_model("resnet18", num_classes=10), state)  # strict: every key, every shape
 x = torch.randn(2, 3, SIZE, SIZE)
-print(f"torchvision vs senet resnet18: max |logit difference| = {max_difference(tv, ours, x):.2e}")
+print(f"torchvision vs senet resnet18: max relative logit difference = {max_difference(tv, ours, x):.2e}")
 assert max_difference(tv, ours, x) < 1e-4
 
 back = export_state_dict(ours, target="torchvision")
@@ -89,7 +93,7 @@ ours = load_weights(create_model("seresnet18", **options), state)
 print("SE width in layer1:", ours.layer1[0].se.hidden_channels, "(timm rounds 64/16 = 4 up to 8)")
 assert ours.layer1[0].se.hidden_channels == peer.layer1[0].se.fc1.out_channels == 8
 difference = max_difference(peer, ours, x)
-print(f"timm vs senet seresnet18: max |logit difference| = {difference:.2e}")
+print(f"timm vs senet seresnet18: max relative logit difference = {difference:.2e}")
 assert difference < 1e-4
 
 # %% [markdown]
@@ -121,12 +125,8 @@ assert options["spatial_dims"] == 1 and options["in_channels"] == 2 and options[
 ours = load_weights(create_model("legacy_seresnet50", **options), state)
 signal = torch.randn(2, 2, 4 * SIZE)  # (N, C, L)
 difference = max_difference(monai_net, ours, signal)
-with torch.no_grad():
-    scale = monai_net(signal).abs().max().item()
-print(f"MONAI vs senet SE-ResNet-50 (1-D): max |logit difference| = {difference:.2e} on logits up to {scale:.1f}")
-# 50 random layers amplify float32 rounding (senet's fused SE tail rounds differently from MONAI's
-# unfused one): compare relative to the logits' size; in float64 the two agree to ~1e-12
-assert difference < 1e-4 * max(scale, 1.0)
+print(f"MONAI vs senet SE-ResNet-50 (1-D): max relative logit difference = {difference:.2e}")
+assert difference < 1e-4
 
 # %% [markdown]
 # ## MONAI -> senet -> timm
@@ -141,7 +141,7 @@ ours = load_weights(create_model("legacy_seresnet50", **infer_options("legacy_se
 timm_net = timm.create_model("legacy_seresnet50", pretrained=False, num_classes=5)
 timm_net.load_state_dict(export_state_dict(ours, target="timm"), strict=True)
 image = torch.randn(1, 3, SIZE, SIZE)
-print(f"MONAI vs timm via senet: max |logit difference| = {max_difference(monai_2d, timm_net, image):.2e}")
+print(f"MONAI vs timm via senet: max relative logit difference = {max_difference(monai_2d, timm_net, image):.2e}")
 assert max_difference(monai_2d, ours, image) < 1e-4
 assert max_difference(monai_2d, timm_net, image) < 1e-4
 
