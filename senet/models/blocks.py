@@ -104,12 +104,16 @@ class _ResidualUnit(nn.Module):
     branch: Callable[[torch.Tensor], torch.Tensor]
     final_act: Callable[[torch.Tensor], torch.Tensor]
 
-    def _setup(self, attention: BlockAttention | None, downsample: nn.Module | None, fusable_tail: bool = True) -> None:
+    def _setup(
+        self, attention: BlockAttention | None, downsample: nn.Module | None, branch_ends_in_norm: bool = True
+    ) -> None:
         self.integration = attention.integration if attention is not None else "standard"
         self.placement = attention.placement if attention is not None else "after_act"
         self.downsample = downsample
-        # the tail is conv -> BN -> SE -> add -> ReLU, which senet.layers.fused computes in one pass
-        self.fused_tail = attention is not None and self.integration == "standard" and fusable_tail
+        # branch(x) returns the last norm's fresh output (no ReLU after it): the residual addition may
+        # overwrite it, and a tail conv -> BN -> SE -> add -> ReLU is what senet.layers.fused computes
+        self.branch_ends_in_norm = branch_ends_in_norm
+        self.fused_tail = attention is not None and self.integration == "standard" and branch_ends_in_norm
 
     def _use_fused_tail(self) -> bool:
         if not self.fused_tail:
@@ -137,8 +141,11 @@ class _ResidualUnit(nn.Module):
             return conv_bn_se_add_relu(self.branch_body(x), conv, bn, se, shortcut)  # relu(SE(bn(conv(h))) + shortcut)
         out = self.branch(x)  # (N, C_in, *S) -> (N, C_out, *S_out)
         if se is not None and self.integration == "standard":
-            out = se(out)
-        out = out + shortcut
+            out = se(out) + shortcut  # the attention block's output may be saved by autograd
+        elif self.branch_ends_in_norm:
+            out += shortcut  # the norm's fresh output, not saved for backward (as timm and torchvision do)
+        else:
+            out = out + shortcut
         if se is not None and self.integration == "post":
             return self.final_act(se(out)) if self.placement == "before_act" else se(self.final_act(out))
         return self.final_act(out)
@@ -176,7 +183,7 @@ class BasicBlock(_ResidualUnit):
             channels = attention.channels_at(in_channels=in_channels, inner_channels=width, out_channels=out)
             self.se = attention.build(channels, spatial_dims)
         self.act2 = nn.ReLU(inplace=True)
-        self._setup(attention, downsample, fusable_tail=not branch_act)
+        self._setup(attention, downsample, branch_ends_in_norm=not branch_act)
 
     def branch_body(self, x: torch.Tensor) -> torch.Tensor:
         """The branch up to its last convolution's input."""
