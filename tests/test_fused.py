@@ -280,3 +280,106 @@ def test_conv_bn_se_add_relu_gradcheck_float64():
     h = torch.randn(3, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     identity = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda h, i: conv_bn_se_add_relu(h, conv, copy.deepcopy(bn), se, i), (h, identity))
+
+
+def _eval_unit(spatial_dims, c_in, channels, *, conv_bias, affine, dtype=torch.float32):
+    from senet.layers import conv_nd
+
+    conv = conv_nd(spatial_dims)(c_in, channels, 1, bias=conv_bias).to(dtype)
+    bn = norm_nd(spatial_dims)(channels, affine=affine).to(dtype)
+    se = SqueezeExcite(channels, reduction=4).to(dtype)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        if affine:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_()
+    return conv.eval(), bn.eval(), se.eval()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("positions", ["large", "small"])
+@pytest.mark.parametrize("conv_bias,affine", [(False, True), (True, False)])
+def test_inference_tail_equals_plain_formula(channels_last, spatial_dims, positions, conv_bias, affine, monkeypatch):
+    """Eval mode without autograd: the squeeze through the 1x1 conv's input (many positions) or from the
+    conv's output (few positions), NCHW or channels-last, any rank, equal to the plain unit."""
+    import torch.nn.functional as F
+
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    if channels_last and spatial_dims == 1:
+        pytest.skip("no channels-last format for 1-D")
+    conv, bn, se = _eval_unit(spatial_dims, 8, 32, conv_bias=conv_bias, affine=affine)
+    side = {"large": {1: 400, 2: 20, 3: 8}, "small": {1: 2, 2: 1, 3: 1}}[positions][spatial_dims]
+    h = torch.randn(3, 8, *([side] * spatial_dims)).relu()
+    identity = torch.randn(3, 32, *([side] * spatial_dims))
+    if channels_last:
+        fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+        h, identity = h.contiguous(memory_format=fmt), identity.contiguous(memory_format=fmt)
+    want = torch.relu(se(bn(conv(h))) + identity)
+    linear_calls = []
+    real_linear = F.linear
+    monkeypatch.setattr(F, "linear", lambda *a, **k: linear_calls.append(1) or real_linear(*a, **k))
+    with torch.no_grad():
+        got = conv_bn_se_add_relu(h, conv, bn, se, identity)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # the two FC layers, plus the product W @ mean_p(h) where the squeeze goes through the conv's input
+    assert len(linear_calls) == (3 if positions == "large" else 2)
+    if channels_last:
+        assert got.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_bn_se_add_relu_keeps_its_input(channels_last):
+    bn, se = _unit(2)
+    bn.eval(), se.eval()
+    c, identity = (t.detach() for t in _inputs((2, 16, 4, 5), channels_last=channels_last))
+    c_before, identity_before = c.clone(), identity.clone()
+    with torch.no_grad():
+        out = bn_se_add_relu(c, bn, se, identity)
+    torch.testing.assert_close(out, _plain(c, bn, se, identity))
+    assert torch.equal(c, c_before) and torch.equal(identity, identity_before)
+
+
+def test_inference_tail_under_bfloat16_autocast_and_half_model():
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    conv, bn, se = _eval_unit(2, 8, 32, conv_bias=False, affine=True)
+    h, identity = torch.randn(2, 8, 6, 6).relu(), torch.randn(2, 32, 6, 6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = conv_bn_se_add_relu(h, conv, bn, se, identity)
+        want = torch.relu(se(bn(conv(h))) + identity)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # with autograd, training-mode norm
+        train = [copy.deepcopy(m).train() for m in (conv, bn, se)]
+        got = conv_bn_se_add_relu(h.requires_grad_(), *train, identity)
+    assert got.dtype == want.dtype and got.requires_grad
+    mods = [copy.deepcopy(m).to(torch.bfloat16) for m in (conv, bn, se)]
+    hb, ib = h.to(torch.bfloat16), identity.to(torch.bfloat16)
+    with torch.no_grad():
+        got = conv_bn_se_add_relu(hb, *mods, ib)
+        want = torch.relu(mods[2](mods[1](mods[0](hb))) + ib)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.1)
+
+
+def test_eval_model_without_autograd_matches_plain_path():
+    """senet's SE-ResNet-50 in eval mode: the inference tail against the unfused units, both layouts."""
+    from senet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("seresnet50", num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            model, xf = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+            fused = model(xf)
+            units = [m for m in model.modules() if getattr(m, "fused_tail", False)]
+            for unit in units:
+                unit.fused_tail = False
+            plain = model(xf)
+            for unit in units:
+                unit.fused_tail = True
+            torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)

@@ -295,6 +295,8 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
     """
     check_input(c, se.channels, name="c")
     _check_identity(c, identity)
+    if identity.dtype != c.dtype:  # mixed precision: the sum takes the wider type, not c's buffer
+        return torch.relu(se(bn(c)) + identity)
     alpha = torch.rsqrt(bn.running_var + bn.eps)  # (C,)
     if bn.weight is not None:
         alpha = alpha * bn.weight
@@ -316,6 +318,8 @@ def _se_residual_tail(c, bn, se, identity, pooled_c=None):
     """The fused tail; ``pooled_c`` is ``mean_p(c)`` ``(N, C)`` when known more cheaply than pooling u."""
     check_input(c, se.channels, name="c")
     _check_identity(c, identity)
+    if identity.dtype != c.dtype:  # mixed precision: the sum takes the wider type, not the norm's buffer
+        return torch.relu(se(bn(c)) + identity)
     if pooled_c is None and not torch.is_grad_enabled():  # the norm's output is ours to overwrite
         u = bn(c)
         s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
