@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/run_bench.py --threads 1 --out benchmarks/results/cpu-1thread.json
     python benchmarks/run_bench.py --quick --out /tmp/quick.json     # CI smoke: tiny shapes, 3 repeats
+    OMP_NUM_THREADS=2 python benchmarks/run_bench.py --threads 2 --suites models --out benchmarks/results/cpu-2threads-models.json
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes and 3 repeats (smoke test)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here (and the tables beside it, .txt)")
+    parser.add_argument("--suites", default="blocks,models", help="comma-separated: blocks, models")
     args = parser.parse_args()
-    results = run_benchmarks(quick=args.quick, threads=args.threads, out=args.out)
+    suites = tuple(name for name in args.suites.split(",") if name)
+    results = run_benchmarks(quick=args.quick, threads=args.threads, out=args.out, suites=suites)
     report = format_results(results)
     print(report)
     if args.out is not None:

@@ -219,7 +219,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         from senet.bench import format_results, run_benchmarks
     except ImportError as err:
         raise ValueError(f"senet bench needs the senet.bench module, which this installation lacks ({err})") from None
-    results = run_benchmarks(quick=args.quick, threads=args.threads, out=args.out)
+    suites = tuple(name.strip() for name in args.suites.split(",") if name.strip())
+    results = run_benchmarks(quick=args.quick, threads=args.threads, out=args.out, suites=suites)
     print(format_results(results))
     return 0
 
@@ -297,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     bench.add_argument("--threads", type=int, default=1, help="CPU threads")
     bench.add_argument("--out", type=Path, default=None, help="also write the results here")
+    bench.add_argument("--suites", default="blocks,models", help="comma-separated: blocks (SE block), models (whole models)")
     bench.set_defaults(handler=_run_bench)
 
     export = add("export", "export a trained model", "Export to ONNX (checked with onnxruntime), TorchScript (torch.jit.trace) "

@@ -21,7 +21,7 @@ from senet.bench import allocator as bench_allocator
 from senet.bench import blocks as bench_blocks
 from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
 from senet.bench.blocks import BlockCase, ResidualTail, make_peers, reference_se, run_block_case
-from senet.bench.models import PAIRS, _check_fused, _ratios, measure_memory, patch_fused
+from senet.bench.models import PAIRS, _check_unfused, _ratios, build_models, measure_memory, unfuse
 from senet.bench.run import run_worker
 from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
 from senet.layers import SqueezeExcite
@@ -79,23 +79,30 @@ def test_peers_get_senet_weights_and_skip_by_rank():
 
 @pytest.mark.parametrize("mode", ["forward", "forward_backward"])
 def test_block_case_fields_and_ratios_from_medians(mode):
-    row = run_block_case(BlockCase((2, 32, 6, 6), "channels_last"), mode, repeats=3)
+    row = run_block_case(BlockCase((2, 32, 6, 6), "channels_last"), mode, repeats=3, stream_bytes=2**16)
     assert row["mode"] == mode and row["shape"] == [2, 32, 6, 6] and row["layout"] == "channels_last"
     assert set(row["results"]) == {"senet", "timm", "torchvision", "monai", "unit_plain", "unit_senet", "unit_timm"}
     nbytes = 2 * 32 * 6 * 6 * 4
-    assert row["tensor_bytes"] == nbytes
-    bandwidth = 2 * nbytes / row["copy"]["median_s"]
+    assert row["tensor_bytes"] == nbytes and row["stream_bytes"] == 2**16
+    bandwidth = 2 * 2**16 / row["stream"]["median_s"]
+    copy_bandwidth = 2 * nbytes / row["copy"]["median_s"]
     assert row["bandwidth_gbs"] == pytest.approx(bandwidth / 1e9)
+    assert row["copy_bandwidth_gbs"] == pytest.approx(copy_bandwidth / 1e9)
     assert row["bound_s"] == pytest.approx(row["bound_passes"] * nbytes / bandwidth)
+    assert row["copy_bound_s"] == pytest.approx(row["bound_passes"] * nbytes / copy_bandwidth)
     assert row["bound_passes"] == (3 if mode == "forward" else 7)
     for stats in row["results"].values():
         assert stats["median_s"] == statistics.median(stats["samples_s"]) and len(stats["samples_s"]) == 3
         assert stats["ratio_to_bound"] == pytest.approx(stats["median_s"] / row["bound_s"])
+        assert stats["ratio_to_copy_bound"] == pytest.approx(stats["median_s"] / row["copy_bound_s"])
         assert stats["max_abs_error"] < 1e-4
     plain = row["results"]["unit_plain"]["median_s"]
     for name, cost in row["in_model"].items():
         assert cost["se_cost_s"] == pytest.approx(row["results"][name]["median_s"] - plain)
         assert cost["ratio_to_bound"] == pytest.approx(cost["se_cost_s"] / row["bound_s"])
+        assert cost["ratio_to_copy_bound"] == pytest.approx(cost["se_cost_s"] / row["copy_bound_s"])
+    with pytest.raises(ValueError, match="stream_bytes"):
+        run_block_case(BlockCase((2, 32, 6, 6)), mode, repeats=1, stream_bytes=0)
 
 
 def test_block_case_refuses_to_time_a_wrong_implementation(monkeypatch):
@@ -122,16 +129,21 @@ def test_residual_tails_agree():
     torch.testing.assert_close(ResidualTail("plain", copy.deepcopy(bn))(c, identity), torch.relu(bn(c) + identity))
 
 
-def test_patched_model_matches_and_non_standard_blocks_are_refused():
-    model = create_model("seresnet50")
-    fused = copy.deepcopy(model)
-    assert patch_fused(fused) == 16
+def test_unfused_variant_matches_and_is_checked(monkeypatch):
+    from senet.bench.models import QUICK_MODEL_CASE
+
+    models, skipped = build_models(QUICK_MODEL_CASE)
+    assert "senet_se_unfused" in models and "senet_se_unfused" not in skipped
+    assert not any(getattr(m, "fused_tail", False) for m in models["senet_se_unfused"].modules())
+    assert sum(getattr(m, "fused_tail", False) for m in models["senet_se"].modules()) == 16
     x = torch.randn(2, 3, 64, 64)
     for training in (False, True):
-        errors = _check_fused({"senet_fused": fused, "senet_se": model}, x, training)
-        assert errors["senet_fused"] < 1e-3
-    with pytest.raises(ValueError, match="cannot fuse"):
-        patch_fused(create_model("seresnet50", integration="post"))
+        assert _check_unfused(models, x, training)["senet_se_unfused"] < 1e-3
+    with torch.no_grad():  # a wrong model is refused before it is timed
+        next(models["senet_se_unfused"].parameters()).add_(1.0)
+    with pytest.raises(RuntimeError, match="disagrees"):
+        _check_unfused(models, x, False)
+    assert unfuse(create_model("resnet50")) == 0
 
 
 def test_model_ratios_and_memory_fields():

@@ -2,16 +2,16 @@
 
 Inference (eval, ``torch.no_grad``) and one training step (train mode: forward, cross-entropy,
 backward) are timed with the models interleaved in one run; ratios are taken between medians of
-that run. ``senet_fused``/``senet_plain_fused`` are senet's models with their bottlenecks' last lines
-replaced by the fused ops of :mod:`senet.layers.fused` (instance-level patch, see
-:func:`patch_fused`); each is checked to give its unpatched model's outputs before it is timed.
+that run. ``senet_se``/``senet_plain`` are ``senet.models.create_model(...)`` as registered (the SE units
+run the fused tail of :mod:`senet.layers.fused`); ``senet_se_unfused`` is the same SE model with every unit's
+``fused_tail`` switched off (the plain formula ``relu(se(bn3(conv3(h))) + shortcut)``), checked to give
+``senet_se``'s outputs before anything is timed: what the fused ops buy.
 Memory: bytes saved for backward (unique storages) and the peak bytes of tensors during a training step.
 """
 
 from __future__ import annotations
 
 import copy
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,10 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
-from senet.layers.fused import conv_bn_se_add_relu
 from senet.models import create_model
 
-__all__ = ["ModelCase", "FULL_MODEL_CASE", "QUICK_MODEL_CASE", "build_models", "patch_fused", "run_model_case", "PAIRS"]
+__all__ = ["ModelCase", "FULL_MODEL_CASE", "QUICK_MODEL_CASE", "build_models", "unfuse", "run_model_case", "PAIRS"]
 
 
 @dataclass(frozen=True)
@@ -44,59 +43,31 @@ QUICK_MODEL_CASE = ModelCase("seresnet50", "resnet50", batch=2, image_size=64, i
 # (numerator, denominator) pairs reported as ratios of median times and of memory
 PAIRS: tuple[tuple[str, str], ...] = (
     ("senet_se", "senet_plain"),
-    ("senet_fused", "senet_plain_fused"),
-    ("senet_fused", "senet_plain"),
+    ("senet_se_unfused", "senet_plain"),
     ("timm_se", "timm_plain"),
     ("senet_plain", "timm_plain"),
     ("senet_plain", "torchvision_plain"),
-    ("senet_fused", "timm_se"),
+    ("senet_se", "timm_se"),
 )
 
 
-def _fused_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """senet's Bottleneck forward (``integration="standard"``) with its last lines fused."""
-    shortcut = x if self.downsample is None else self.downsample(x)  # (N, C_out, *S_out)
-    out = self.act1(self.bn1(self.conv1(x)))  # (N, C_in, *S) -> (N, first_width, *S')
-    out = self.act2(self.bn2(self.conv2(out)))  # -> (N, width, *S/s)
-    if self.se is None:
-        out = self.bn3(self.conv3(out))  # -> (N, C_out, *S/s)
-        out += shortcut
-        return out.relu_()
-    return conv_bn_se_add_relu(out, self.conv3, self.bn3, self.se, shortcut)  # -> (N, C_out, *S/s)
-
-
-def patch_fused(model: nn.Module) -> int:
-    """Give every standard-integration senet Bottleneck of ``model`` the fused forward; return how many.
-
-    Raises ValueError if a block does not have the layout the fused forward assumes.
-    """
-    from senet.models.blocks import Bottleneck
-
-    count = 0
-    for module in model.modules():
-        if not isinstance(module, Bottleneck):
-            continue
-        if module.integration != "standard" or not isinstance(module.act3, nn.ReLU):
-            raise ValueError(f"cannot fuse a Bottleneck with integration={module.integration!r}, act3={module.act3!r}")
-        module.forward = types.MethodType(_fused_bottleneck_forward, module)
-        count += 1
-    return count
+def unfuse(model: nn.Module) -> int:
+    """Switch off the fused SE tail in every residual unit of ``model``; return how many units had it."""
+    units = [m for m in model.modules() if getattr(m, "fused_tail", False)]
+    for unit in units:
+        unit.fused_tail = False
+    return len(units)
 
 
 def build_models(case: ModelCase) -> tuple[dict[str, nn.Module], dict[str, str]]:
     """The models to compare (same seed for senet's), and the reasons for those skipped."""
     torch.manual_seed(0)
     models: dict[str, nn.Module] = {"senet_se": create_model(case.se_arch), "senet_plain": create_model(case.plain_arch)}
-    models["senet_fused"] = copy.deepcopy(models["senet_se"])
-    models["senet_plain_fused"] = copy.deepcopy(models["senet_plain"])
+    models["senet_se_unfused"] = copy.deepcopy(models["senet_se"])
     skipped: dict[str, str] = {}
-    for name in ("senet_fused", "senet_plain_fused"):
-        try:
-            if patch_fused(models[name]) == 0:
-                raise ValueError("no Bottleneck blocks")
-        except (ValueError, ImportError) as error:
-            skipped[name] = f"cannot patch: {error}"
-            del models[name]
+    if unfuse(models["senet_se_unfused"]) == 0:
+        skipped["senet_se_unfused"] = f"{case.se_arch} has no fused SE units"
+        del models["senet_se_unfused"]
     try:
         import timm
 
@@ -121,21 +92,18 @@ def _layout(x: torch.Tensor, model: nn.Module, layout: str) -> tuple[torch.Tenso
     return x, model.to(memory_format=torch.contiguous_format)
 
 
-def _check_fused(models: dict[str, nn.Module], x: torch.Tensor, training: bool) -> dict[str, float]:
-    """Each fused model against its unpatched original (copies, so running statistics stay untouched)."""
-    errors = {}
-    for fused, original in (("senet_fused", "senet_se"), ("senet_plain_fused", "senet_plain")):
-        if fused not in models:
-            continue
-        a, b = copy.deepcopy(models[fused]).train(training), copy.deepcopy(models[original]).train(training)
-        with torch.set_grad_enabled(training):
-            out_a, out_b = a(x), b(x)
-        error = (out_a - out_b).abs().max().item()
-        tolerance = 1e-3 * max(1.0, out_b.abs().max().item())
-        if not error <= tolerance:
-            raise RuntimeError(f"{fused} disagrees with {original}: max abs error {error:.3g} > {tolerance:.3g}")
-        errors[fused] = error
-    return errors
+def _check_unfused(models: dict[str, nn.Module], x: torch.Tensor, training: bool) -> dict[str, float]:
+    """The unfused SE model against the fused one (copies, so running statistics stay untouched)."""
+    if "senet_se_unfused" not in models:
+        return {}
+    a, b = copy.deepcopy(models["senet_se_unfused"]).train(training), copy.deepcopy(models["senet_se"]).train(training)
+    with torch.set_grad_enabled(training):
+        out_a, out_b = a(x), b(x)
+    error = (out_a - out_b).abs().max().item()
+    tolerance = 1e-3 * max(1.0, out_b.abs().max().item())
+    if not error <= tolerance:
+        raise RuntimeError(f"senet_se_unfused disagrees with senet_se: max abs error {error:.3g} > {tolerance:.3g}")
+    return {"senet_se_unfused": error}
 
 
 def _inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -174,7 +142,7 @@ def run_model_case(case: ModelCase, *, repeats: int, memory: bool = True) -> dic
                 xl, model = _layout(x, model.train(training), layout)
                 fns[name] = _train_step(model, xl, target) if training else _inference(model, xl)
             xl = _layout(x, nn.Identity(), layout)[0]
-            errors = _check_fused(models, xl, training)
+            errors = _check_unfused(models, xl, training)
             samples = interleaved(fns, repeats=repeats)
             rows.append(
                 {
