@@ -279,8 +279,7 @@ def _squeeze_through_conv(h: torch.Tensor, conv: nn.Module) -> bool:
 
 def _conv_squeeze(h: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     """``mean_p(conv(h)) = W @ mean_p(h) + b`` for a 1x1 ``conv``: ``(N, C_in, *S) -> (N, C)``."""
-    pooled = F.linear(h.sum(tuple(range(2, h.ndim))), conv.weight.flatten(1)) / math.prod(h.shape[2:])
-    return pooled if conv.bias is None else pooled + conv.bias
+    return F.linear(squeeze_mean(h), conv.weight.flatten(1), conv.bias)  # (N, C_in) -> (N, C)
 
 
 def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
@@ -302,7 +301,7 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
         alpha = alpha * bn.weight
     beta = -bn.running_mean * alpha if bn.bias is None else bn.bias - bn.running_mean * alpha  # (C,)
     if pooled is None:
-        pooled = c.sum(tuple(range(2, c.ndim))) / math.prod(c.shape[2:])  # (N, C, *S) -> (N, C)
+        pooled = squeeze_mean(c)  # (N, C, *S) -> (N, C)
     z = torch.addcmul(beta, pooled, alpha).to(c.dtype)  # mean_p(u) (N, C)
     s = se.excite(z, c.ndim - 2).to(c.dtype)  # (N, C, 1, ..., 1)
     if c.is_contiguous():
