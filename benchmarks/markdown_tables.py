@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from senet.bench.timing import ratio
+
 PEERS = ("senet", "timm", "torchvision", "monai")
 
 
@@ -46,15 +48,19 @@ def block_table(run: dict) -> list[str]:
 
 
 def model_table(run: dict) -> list[str]:
+    """Ratio of medians, [min, max] and median of the per-repeat ratios, ratio of the minimums."""
     models = run["models"]
     lines = ["| mode | layout | " + " | ".join(r for r in models["timings"][0]["ratios"]) + " |"]
     lines.append("| --- | --- | " + " | ".join("---:" for _ in models["timings"][0]["ratios"]) + " |")
     for row in models["timings"]:
         cells = []
-        for pair, v in row["ratios"].items():
+        for pair in row["ratios"]:
             a, b = pair.split("/")
-            minimums = min(row["results"][a]["samples_s"]) / min(row["results"][b]["samples_s"])
-            cells.append(f"{v['ratio']:.3f} [{v['paired_min']:.3f}, {v['paired_max']:.3f}] min {minimums:.3f}")
+            v = ratio(row["results"][a]["samples_s"], row["results"][b]["samples_s"])
+            cells.append(
+                f"{v['ratio']:.3f} [{v['paired_min']:.2f}, {v['paired_max']:.2f}] paired {v['paired_median']:.3f}"
+                f" min {v['ratio_of_minimums']:.3f}"
+            )
         lines.append(f"| {row['mode']} | {row['layout']} | " + " | ".join(cells) + " |")
     return lines
 

@@ -7,7 +7,8 @@ machine it can be safer to run the workers one by one (each keeps its partial JS
     OMP_NUM_THREADS=1 python -m senet.bench.worker --allocator default --threads 1 --out /tmp/default.json
     python benchmarks/merge_results.py --threads 1 --out benchmarks/results/cpu-1thread.json /tmp/tuned.json /tmp/default.json
 
-Workers for the same allocator (e.g. ``--suites blocks`` and ``--suites models``) are merged suite by suite.
+Workers for the same allocator (e.g. ``--suites blocks`` and ``--suites models``) are merged suite by suite
+(a later file's suite replaces an earlier one's).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from senet.bench.allocator import TUNED_SETTINGS
-from senet.bench.run import ALLOCATORS, format_results, machine_info
+from senet.bench.run import ALLOCATORS, format_results, machine_info, merge_worker
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     for path in args.workers:
         worker = json.loads(path.read_text())
         quick = quick or bool(worker.get("quick", False))
-        runs.setdefault(worker["allocator"], {}).update(worker)
+        merge_worker(runs, worker)
     meta = {
         **machine_info(args.threads),
         "quick": quick,

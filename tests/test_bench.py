@@ -39,6 +39,7 @@ def test_interleaved_rotates_and_summaries_use_medians():
     assert stats["median_s"] == 2.5 and stats["min_s"] == 1.0 and stats["max_s"] == 10.0
     r = ratio([2.0, 4.0, 6.0], [1.0, 1.0, 4.0])
     assert r["ratio"] == 4.0 and r["paired_min"] == 1.5 and r["paired_max"] == 4.0 and r["ratio_of_minimums"] == 2.0
+    assert r["paired_median"] == 2.0  # per-repeat ratios 2.0, 4.0, 1.5
     with pytest.raises(ValueError, match="repeats"):
         interleaved(fns, repeats=0)
 
@@ -178,6 +179,21 @@ def test_worker_json_has_the_expected_fields():
 
 def _meta() -> dict:
     return {"cpu": "test", "cpu_count": 1, "threads": 1, "glibc": None, "versions": {"torch": "x"}, "quick": True}
+
+
+def test_merge_worker_combines_suites_of_one_allocator():
+    from senet.bench.run import merge_worker
+
+    runs: dict = {}
+    blocks = {"allocator": "tuned", "blocks": [1], "load_average_start": [1.0], "load_average_end": [2.0], "seconds": 5.0}
+    models = {"allocator": "tuned", "models": {"m": 1}, "load_average_start": [3.0], "load_average_end": [4.0], "seconds": 7.0}
+    merge_worker(runs, blocks)
+    merge_worker(runs, models)
+    merge_worker(runs, {**blocks, "allocator": "default"})
+    assert runs["tuned"]["blocks"] == [1] and runs["tuned"]["models"] == {"m": 1}
+    assert runs["tuned"]["load_average_start"] == [1.0] and runs["tuned"]["load_average_end"] == [4.0]
+    assert runs["tuned"]["seconds"] == 12.0 and "models" not in runs["default"]
+    assert blocks == {"allocator": "tuned", "blocks": [1], "load_average_start": [1.0], "load_average_end": [2.0], "seconds": 5.0}
 
 
 def test_run_benchmarks_checks_arguments():

@@ -1,8 +1,11 @@
 """``run_benchmarks``: every suite under the default and under senet's allocator setting, one process each.
 
 The allocator setting is process-wide and cannot be undone (see :mod:`senet.bench.allocator`), so each
-setting runs in a fresh worker process (``python -m senet.bench.worker ...``) that measures senet
-and its peers under that same setting; the parent merges the workers' JSON.
+setting runs in fresh worker processes (``python -m senet.bench.worker ...``) that measure senet and its
+peers under that same setting; the parent merges the workers' JSON. Each suite gets its own worker too:
+after the block suite a tuned process holds a heap of several GiB, and on the shared virtual machines
+these numbers come from, whole-model timings taken in such a process were several times noisier than
+in a fresh one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ import torch
 
 from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
 
-__all__ = ["BenchConfig", "ALLOCATORS", "SUITES", "run_benchmarks", "run_worker", "format_results", "machine_info"]
+__all__ = [
+    "BenchConfig",
+    "ALLOCATORS",
+    "SUITES",
+    "run_benchmarks",
+    "run_worker",
+    "merge_worker",
+    "format_results",
+    "machine_info",
+]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
 SUITES: tuple[str, ...] = ("blocks", "models")
@@ -153,20 +165,36 @@ def run_benchmarks(
     }
     with tempfile.TemporaryDirectory() as folder:
         for allocator in allocators:
-            path = Path(folder) / f"{allocator}.json"
-            command = [sys.executable, "-m", "senet.bench.worker", "--allocator", allocator]
-            command += ["--threads", str(threads), "--suites", ",".join(suites), "--out", str(path)]
-            command += ["--quick"] if quick else []
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-            completed = subprocess.run(command, env=env, capture_output=True, text=True)
-            if completed.returncode != 0:
-                raise RuntimeError(f"benchmark worker ({allocator}) failed:\n{completed.stderr[-4000:]}")
-            results["runs"][allocator] = json.loads(path.read_text())
+            for suite in suites or ("",):  # no suite: a worker that only sets up (a smoke test of the plumbing)
+                path = Path(folder) / f"{allocator}-{suite or 'none'}.json"
+                command = [sys.executable, "-m", "senet.bench.worker", "--allocator", allocator]
+                command += ["--threads", str(threads), "--suites", suite, "--out", str(path)]
+                command += ["--quick"] if quick else []
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+                completed = subprocess.run(command, env=env, capture_output=True, text=True)
+                if completed.returncode != 0:
+                    raise RuntimeError(f"benchmark worker ({allocator}, {suite}) failed:\n{completed.stderr[-4000:]}")
+                merge_worker(results["runs"], json.loads(path.read_text()))
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
     return results
+
+
+def merge_worker(runs: dict[str, dict], worker: dict) -> None:
+    """Add one worker's JSON to ``runs`` (keyed by allocator): its suites, and the load average from the
+    first worker's start to the last one's end, seconds summed."""
+    run = runs.get(worker["allocator"])
+    if run is None:
+        runs[worker["allocator"]] = dict(worker)
+        return
+    for suite in SUITES:
+        if suite in worker:
+            run[suite] = worker[suite]
+    run["load_average_end"] = worker["load_average_end"]
+    run["seconds"] = run.get("seconds", 0.0) + worker.get("seconds", 0.0)
+    run["complete"] = run.get("complete", True) and worker.get("complete", True)
 
 
 def _fmt_ratio(value: float | None) -> str:

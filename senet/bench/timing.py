@@ -65,11 +65,13 @@ def summarize(samples: list[float]) -> dict[str, float | int | list[float]]:
 
 
 def ratio(numerator: list[float], denominator: list[float]) -> dict[str, float]:
-    """``median(numerator) / median(denominator)``, with the range of the per-repeat (paired) ratios and
-    the ratio of the minimums (the least disturbed samples, a robust second opinion on a busy machine)."""
+    """``median(numerator) / median(denominator)``, with the median and range of the per-repeat (paired)
+    ratios (the two calls of a repeat run back to back, so they share most of the machine's disturbance)
+    and the ratio of the minimums (the least disturbed samples, a robust second opinion on a busy machine)."""
     paired = [a / b for a, b in zip(numerator, denominator)]
     return {
         "ratio": statistics.median(numerator) / statistics.median(denominator),
+        "paired_median": statistics.median(paired),
         "paired_min": min(paired),
         "paired_max": max(paired),
         "ratio_of_minimums": min(numerator) / min(denominator),
