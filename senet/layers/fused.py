@@ -21,6 +21,11 @@ gradients are checked against autograd and by ``gradcheck``):
   the output, so the unit allocates one full-size tensor (the norm's output) instead of three. The SE
   block then adds only the squeeze pass and two tiny matrix products to the plain unit's forward.
 
+In eval mode without autograd (the norm uses its running statistics) the tail needs no pass over ``u`` for
+the squeeze at all: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)`` taken on the 1x1
+convolution's input where that is cheaper (see :func:`conv_bn_se_add_relu`), and the reweighting rides on
+the addition (NCHW) or on the norm (channels-last), so the SE unit makes the plain unit's full-size passes.
+
 Both backwards walk the batch in cache-sized chunks, so the masked gradient ``g' = g * (out > 0)`` is
 read from cache by the three ops that need it (``g' * s``, ``sum_p(g' * u)``, ``sum_p(g')``): about five
 passes over memory instead of ten. Everything is torch ops plus ``torch.autograd.Function``;
@@ -375,6 +380,10 @@ def conv_bn_se_add_relu(
         return conv_bn_se_add_relu(out, self.conv3, self.bn3, self.se, shortcut)  # (N, C, *S)
 
     instead of ``out = self.se(self.bn3(self.conv3(out))); out = out + shortcut; return self.act3(out)``.
+
+    In eval mode without autograd the squeeze of ``h`` is taken before the convolution runs (while ``h`` is
+    in cache), and only where it is cheaper than pooling the convolution's output (many positions next
+    to ``C_in``: 56x56 to 14x14 in ResNet-50, not 7x7).
     """
     if not fusable(bn, se, h):
         return torch.relu(se(bn(conv(h))) + identity)
