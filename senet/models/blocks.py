@@ -15,6 +15,8 @@ With ``standard`` integration the unit's tail ``relu(SE(bn(conv(h))) + shortcut)
 full-size activation saved for backward beyond the plain unit's (see :mod:`senet.layers.fused`). The fused
 tail does not call the SE block's or the norm's ``forward``, so a unit whose SE block or last norm carries
 forward hooks (analysis, mask plumbing) takes the plain path; hooks on ``se.gate`` still fire either way.
+Where the branch ends in its norm, the residual addition is written over the norm's output (``out +=
+shortcut``, as timm's and torchvision's units do): autograd does not keep that tensor.
 
 Module names follow timm's ``timm/models/resnet.py``: ``conv1, bn1, act1, conv2, bn2, act2, conv3, bn3,
 act3`` (basic block: ``conv1, bn1, act1, conv2, bn2, act2``), ``se`` (``fc1``/``fc2``), ``downsample``
