@@ -259,10 +259,15 @@ def _pointwise_conv(conv: nn.Module) -> bool:
     )
 
 
-def _check_identity(c: torch.Tensor, identity: torch.Tensor) -> None:
+def _checked_same_dtype(c: torch.Tensor, se: nn.Module, identity: torch.Tensor) -> bool:
+    """Check the fused tail's inputs (ValueError/TypeError); return whether ``c`` and ``identity`` share a
+    dtype. Where they do not (mixed precision) the sum takes the wider type, so it cannot be written over
+    a buffer of ``c``'s dtype and the caller takes the plain formula."""
+    check_input(c, se.channels, name="c")
     if not isinstance(identity, torch.Tensor) or identity.shape != c.shape:
         got = tuple(identity.shape) if isinstance(identity, torch.Tensor) else type(identity).__name__
         raise ValueError(f"identity must have the shape of c {tuple(c.shape)}, got {got}")
+    return identity.dtype == c.dtype
 
 
 def _uses_running_stats(bn: nn.modules.batchnorm._BatchNorm) -> bool:
@@ -297,9 +302,7 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
     the norm's kernel; written over ``c`` if ``overwrite_c``). The plain tail makes the same full-size
     passes; SE adds the squeeze and the two FC layers.
     """
-    check_input(c, se.channels, name="c")
-    _check_identity(c, identity)
-    if identity.dtype != c.dtype:  # mixed precision: the sum takes the wider type, not c's buffer
+    if not _checked_same_dtype(c, se, identity):
         return torch.relu(se(bn(c)) + identity)
     alpha = torch.rsqrt(bn.running_var + bn.eps)  # (C,)
     if bn.weight is not None:
@@ -320,9 +323,7 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
 
 def _se_residual_tail(c, bn, se, identity, pooled_c=None):
     """The fused tail; ``pooled_c`` is ``mean_p(c)`` ``(N, C)`` when known more cheaply than pooling u."""
-    check_input(c, se.channels, name="c")
-    _check_identity(c, identity)
-    if identity.dtype != c.dtype:  # mixed precision: the sum takes the wider type, not the norm's buffer
+    if not _checked_same_dtype(c, se, identity):
         return torch.relu(se(bn(c)) + identity)
     if pooled_c is None and not torch.is_grad_enabled():  # the norm's output is ours to overwrite
         u = bn(c)
