@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from senet.layers.fused import (
     channel_dot,
     fusable,
     scale_add_relu,
+    squeeze_excite,
     squeeze_mean,
 )
 
@@ -58,6 +60,32 @@ def test_squeeze_mean_and_channel_dot_match_the_plain_ops():
     y = torch.randn(2, 5, 4, 3)
     torch.testing.assert_close(squeeze_mean(x), x.mean((2, 3)))
     torch.testing.assert_close(channel_dot(x, y), (x * y).sum((2, 3)))
+
+
+def _channels_last_any_rank(shape, dtype=torch.float32):
+    """A tensor of ``shape`` (N, C, *S) whose channels have stride 1 (1-D: a transposed (N, L, C))."""
+    n, c, *spatial = shape
+    return torch.randn(n, *spatial, c, dtype=dtype).movedim(-1, 1)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 5, 40), (3, 6, 4, 3), (2, 6, 40, 30), (2, 4, 3, 4, 5), (2, 4, 12, 10, 10), (2, 1, 6, 6), (2, 6, 1, 1)],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_squeeze_mean_routes_match_mean(shape, dtype):
+    """Every no-grad route (channels-last: batched product up to 1024 positions, avg_pool2d beyond and in
+    1-D; contiguous: mean) gives the mean; with autograd it is sum / P with mean's gradient."""
+    dims = tuple(range(2, len(shape)))
+    tol = {"rtol": 1e-2, "atol": 1e-2} if dtype == torch.bfloat16 else {}
+    for x in (torch.randn(shape, dtype=dtype), _channels_last_any_rank(shape, dtype)):
+        with torch.no_grad():
+            got = squeeze_mean(x)
+        assert got.shape == shape[:2] and got.dtype == dtype
+        torch.testing.assert_close(got, x.mean(dims), **tol)
+    x = _channels_last_any_rank(shape).requires_grad_()
+    (got,) = torch.autograd.grad(squeeze_mean(x).sum(), x)
+    torch.testing.assert_close(got, torch.full_like(x, 1.0 / math.prod(shape[2:])))
 
 
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
@@ -384,3 +412,107 @@ def test_eval_model_without_autograd_matches_plain_path():
             for unit in units:
                 unit.fused_tail = True
             torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+
+
+def _plain_se(x: torch.Tensor, se: SqueezeExcite) -> torch.Tensor:
+    z = x.mean(tuple(range(2, x.ndim)))  # (N, C)
+    s = torch.sigmoid(se.fc2(torch.relu(se.fc1(z))))
+    return x * s.view(*s.shape, *([1] * (x.ndim - 2)))
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_squeeze_excite_equals_plain_formula_with_gradients(spatial_dims, channels_last):
+    torch.manual_seed(0)
+    se = SqueezeExcite(16, reduction=4)
+    shape = SHAPES[spatial_dims]
+    x = (_channels_last_any_rank(shape) if channels_last else torch.randn(shape)).requires_grad_()
+    out = se(x)
+    assert type(out.grad_fn).__name__ == "_ReweightBackward"  # the module takes the lean path
+    ref = _plain_se(x, se)
+    torch.testing.assert_close(out, ref)
+    assert out.stride() == ref.stride()
+    got, want = _grads(out, [x], [se]), _grads(ref, [x], [se])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    assert got[0].stride() == want[0].stride()
+
+
+def test_squeeze_excite_gradcheck_and_gradgradcheck_float64():
+    se = SqueezeExcite(6, reduction=2).double()
+    x = torch.randn(3, 6, 3, 4, dtype=torch.float64, requires_grad=True)
+    weight = se.fc1.weight.detach().clone().requires_grad_()
+
+    def block(x, fc1_weight):  # the parameter as an input, so that gradcheck differentiates through it
+        se_f = copy.deepcopy(se)
+        del se_f.fc1.weight
+        se_f.fc1.weight = fc1_weight
+        return squeeze_excite(x, se_f)
+
+    assert torch.autograd.gradcheck(block, (x, weight))
+    assert torch.autograd.gradgradcheck(block, (x, weight))  # create_graph: the recomputed plain formula
+
+
+def test_squeeze_excite_retained_graph_frozen_parameters_and_input_without_grad():
+    se = SqueezeExcite(16, reduction=4)
+    x = torch.randn(3, 16, 5, 5, requires_grad=True)
+    out = se(x)
+    g = torch.randn_like(out)
+    first = torch.autograd.grad(out, [x, *se.parameters()], g, retain_graph=True)
+    second = torch.autograd.grad(out, [x, *se.parameters()], g)  # the excitation's graph is kept too
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    se.fc1.weight.requires_grad_(False)
+    (dx, dw2) = torch.autograd.grad(se(x), [x, se.fc2.weight], g)
+    torch.testing.assert_close(dw2, first[3])
+    torch.testing.assert_close(dx, first[0])
+    se.fc1.weight.requires_grad_(True)
+    se(x.detach()).backward(g)  # only the parameters want gradients
+    torch.testing.assert_close(se.fc2.bias.grad, first[4])
+
+
+def test_squeeze_excite_gradients_through_the_gates_alone():
+    """A loss on the gates (seen by a hook), with or without the output: the squeeze's gradient alone."""
+    se, x = SqueezeExcite(16, reduction=4), torch.randn(3, 16, 5, 5, requires_grad=True)
+    gates = []
+    handle = se.gate.register_forward_hook(lambda module, args, out: gates.append(out))
+    out, ref = se(x), _plain_se(x, se)
+    handle.remove()
+    want_gates = torch.sigmoid(se.fc2(torch.relu(se.fc1(x.mean((2, 3))))))
+    (got,) = torch.autograd.grad(gates[0].square().sum(), x, retain_graph=True)
+    (want,) = torch.autograd.grad(want_gates.square().sum(), x, retain_graph=True)
+    torch.testing.assert_close(got, want)
+    (got,) = torch.autograd.grad(out.sum() + gates[0].square().sum(), x)
+    (want,) = torch.autograd.grad(ref.sum() + want_gates.square().sum(), x)
+    torch.testing.assert_close(got, want)
+
+
+def test_squeeze_excite_hooks_autocast_compile_and_torch_func():
+    se = SqueezeExcite(16, reduction=4)
+    x = torch.randn(2, 16, 5, 5, requires_grad=True)
+    seen = []
+    handle = se.gate.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    se(x)
+    handle.remove()
+    assert seen == [(2, 16, 1, 1)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = se(x), _plain_se(x, se)
+    assert got.dtype == want.dtype
+    for a, b in zip(_grads(got, [x], [se]), _grads(want, [x], [se])):
+        torch.testing.assert_close(a, b)
+    compiled = torch.compile(se, fullgraph=True, backend="aot_eager")  # fullgraph: a graph break raises
+    for a, b in zip(_grads(compiled(x), [x], [se]), _grads(_plain_se(x, se), [x], [se])):
+        torch.testing.assert_close(a, b)
+    params = dict(se.named_parameters())
+    func_grads = torch.func.grad(lambda p: torch.func.functional_call(se, p, (x,)).square().sum())(params)
+    (want,) = torch.autograd.grad(_plain_se(x, se).square().sum(), se.fc1.weight)
+    torch.testing.assert_close(func_grads["fc1.weight"], want)
+
+
+def test_squeeze_excite_rejects_other_blocks_and_bad_input():
+    with pytest.raises(ValueError, match="squeeze='avg'"):
+        squeeze_excite(torch.randn(2, 16, 4, 4), SqueezeExcite(16, reduction=4, squeeze="max"))
+    with pytest.raises(ValueError, match="channels=16"):
+        squeeze_excite(torch.randn(2, 8, 4, 4), SqueezeExcite(16, reduction=4))
+    with pytest.raises(TypeError, match="floating-point"):
+        SqueezeExcite(16, reduction=4)(torch.ones(2, 16, 4, 4, dtype=torch.long))

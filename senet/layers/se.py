@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from senet.layers.checks import check_choice, check_input, check_mask, excitation_width
-from senet.layers.fused import scale_add_relu, squeeze_mean
+from senet.layers.fused import scale_add_relu, squeeze_excite, squeeze_mean
 
 __all__ = ["SqueezeExcite", "LocalChannelGate", "OnePlusTanh", "GATES", "SQUEEZES", "global_pool", "lengths_to_mask"]
 
@@ -151,6 +151,8 @@ class SqueezeExcite(nn.Module):
         return scale_add_relu(x, self.gates(x), identity)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None and self.squeeze == "avg":  # the paper's block, with a lean backward
+            return squeeze_excite(x, self)  # x * excite(mean_p(x))
         check_input(x, self.channels)
         if mask is not None:
             check_mask(mask, x)
