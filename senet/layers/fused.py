@@ -437,11 +437,12 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
     """The tail without autograd, for a norm using its running statistics: ``u = alpha * c + beta``.
 
     The squeeze needs no pass over ``u``: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)``
-    given as ``pooled`` (see :func:`_conv_squeeze`) or pooled from ``c``. The reweighting then rides on
-    the addition (NCHW: the norm's own kernel, then ``addcmul`` written over its output) or on the norm
-    (channels-last, where one ``addcmul`` with per-sample, per-channel ``s * alpha`` and ``s * beta`` beats
-    the norm's kernel; written over ``c`` if ``overwrite_c``). The plain tail makes the same full-size
-    passes; SE adds the squeeze and the two FC layers.
+    given as ``pooled`` (see :func:`_conv_squeeze`) or pooled from ``c``. The reweighting then rides on the
+    norm: ``s * u = (s * alpha) * c + s * beta`` with per-sample, per-channel coefficients, computed by the
+    norm's own kernel over ``N * C`` channels (NCHW, :func:`_scale_shift`) or by one ``addcmul`` (channels-last,
+    where it beats the norm's kernel; written over ``c`` if ``overwrite_c``). The addition and the ReLU are
+    the plain tail's, in place. So the SE tail makes exactly the plain tail's full-size passes; SE adds the
+    squeeze and the two FC layers.
     """
     if not _checked_same_dtype(c, se, identity):
         return torch.relu(se(bn(c)) + identity)
@@ -453,12 +454,12 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
         pooled = squeeze_mean(c)  # (N, C, *S) -> (N, C)
     z = torch.addcmul(beta, pooled, alpha).to(c.dtype)  # mean_p(u) (N, C)
     s = se.excite(z, c.ndim - 2).to(c.dtype)  # (N, C, 1, ..., 1)
-    if c.is_contiguous():
-        u = F.batch_norm(c, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return torch.addcmul(identity, u, s, out=u).relu_()  # relu(s * u + identity), over u
     affine = (1, -1) + (1,) * (c.ndim - 2)  # (C,) -> (1, C, 1, ..., 1)
-    scale, shift = (s * alpha.view(affine)).to(c.dtype), (s * beta.view(affine)).to(c.dtype)
-    out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * u
+    scale, shift = (s * alpha.view(affine)).to(c.dtype), (s * beta.view(affine)).to(c.dtype)  # (N, C, 1, ..., 1)
+    if c.is_contiguous():  # the norm's own kernel, over N * C channels: s * u in the plain norm's pass
+        out = _scale_shift(c, scale, shift)
+    else:  # channels-last: addcmul runs along the channels, faster than the norm's kernel
+        out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * u
     return out.add_(identity).relu_()
 
 
