@@ -516,3 +516,46 @@ def test_squeeze_excite_rejects_other_blocks_and_bad_input():
         squeeze_excite(torch.randn(2, 8, 4, 4), SqueezeExcite(16, reduction=4))
     with pytest.raises(TypeError, match="floating-point"):
         SqueezeExcite(16, reduction=4)(torch.ones(2, 16, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_fused_tails_are_twice_differentiable(train):
+    """create_graph=True (gradient penalties): the tails' backwards are differentiable again, with the
+    norm's output recomputed with its history (batch statistics included)."""
+    from senet.layers import conv_nd
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    bn, _ = _unit(2, channels=4, dtype=torch.float64)
+    se = SqueezeExcite(4, reduction=2).double()
+    conv = conv_nd(2)(3, 4, 1, bias=False).double()
+    bn.train(train), se.train(train)
+    c = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(3, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    s = torch.rand(3, 4, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda c, i: bn_se_add_relu(c, copy.deepcopy(bn), se, i), (c, identity))
+    assert torch.autograd.gradgradcheck(lambda h, i: conv_bn_se_add_relu(h, conv, copy.deepcopy(bn), se, i), (h, identity))
+    assert torch.autograd.gradgradcheck(scale_add_relu, (c, s, identity))
+
+
+class _GatesIgnoringInput(SqueezeExcite):
+    """An SE block whose excitation does not use z: the squeeze's backward never runs."""
+
+    def excite(self, z: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+        v = torch.sigmoid(self.fc2.bias).expand(z.shape[0], -1)  # (N, C), from the parameters only
+        return v.reshape(*v.shape, *([1] * spatial_dims))
+
+
+def test_lean_backward_with_an_excitation_that_ignores_the_squeeze():
+    """The reweighting hands its input gradient to the squeeze's backward only where the gates were
+    computed from the squeeze; otherwise it returns it itself (nothing is lost)."""
+    se = _GatesIgnoringInput(16, reduction=4)
+    x = torch.randn(3, 16, 4, 4, requires_grad=True)
+    g = torch.randn(3, 16, 4, 4)
+    (got,) = torch.autograd.grad(se(x), x, g)
+    torch.testing.assert_close(got, g * torch.sigmoid(se.fc2.bias).view(1, -1, 1, 1))
+    bn, _ = _unit(2)
+    c, identity = _inputs((3, 16, 4, 4))
+    out, ref = bn_se_add_relu(c, copy.deepcopy(bn), se, identity), _plain(c, copy.deepcopy(bn), se, identity)
+    for a, b in zip(_grads(out, [c, identity, se.fc2.bias], []), _grads(ref, [c, identity, se.fc2.bias], [])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -36,6 +36,7 @@ computes the plain formula (:func:`fusable` says when the fused path applies).
 
 from __future__ import annotations
 
+import collections
 import math
 
 import torch
@@ -108,20 +109,23 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
 _CHUNK_BYTES = 1 << 20
 
 
-def _residual_backward(grad_out, out, s, x, alpha=None, beta=None):
+def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True):
     """Gradients of ``out = relu(u * s + identity)`` with ``u = x`` (or ``u = alpha * x + beta`` per channel).
 
-    Returns ``(g' * s, ds, g')`` with ``g' = grad_out * (out > 0)`` and ``ds = sum_p(g' * u)`` shaped like s.
+    Returns ``(g' * s, ds, g')`` with ``g' = grad_out * (out > 0)`` and ``ds = sum_p(g' * u)`` shaped like s;
+    the first is None unless ``scale``. Under ``torch.compile`` and ``create_graph=True``, plain
+    (differentiable) ops; otherwise through the batch in cache-sized chunks.
     """
     n, channels = out.shape[:2]
     dims = tuple(range(2, out.ndim))
-    if torch.compiler.is_compiling():  # the compiler fuses these itself
+    if torch.compiler.is_compiling() or torch.is_grad_enabled():  # the compiler fuses these itself
         g = torch.ops.aten.threshold_backward(grad_out, out, 0)
         dot = channel_dot(g, x)
         g_sum = g.sum(dims) if beta is not None else None
-        grad_u = g * s
+        grad_u = g * s if scale else None
     else:
-        g, grad_u = torch.empty_like(out), torch.empty_like(out)
+        g = torch.empty_like(out)
+        grad_u = torch.empty_like(out) if scale else None
         dot = out.new_empty(n, channels)
         g_sum = out.new_empty(n, channels) if beta is not None else None
         step = max(1, _CHUNK_BYTES // max(1, out[0].numel() * out.element_size()))
@@ -129,7 +133,8 @@ def _residual_backward(grad_out, out, s, x, alpha=None, beta=None):
         for start in range(0, n, step):
             rows = slice(start, start + step)
             g_rows = torch.ops.aten.threshold_backward.grad_input(grad_out[rows], out[rows], 0, grad_input=g[rows])
-            torch.mul(g_rows, s[rows], out=grad_u[rows])
+            if scale:
+                torch.mul(g_rows, s[rows], out=grad_u[rows])
             product = scratch[: g_rows.shape[0]]
             torch.sum(torch.mul(g_rows, x[rows], out=product), dims, out=dot[rows])
             if g_sum is not None:
@@ -171,65 +176,80 @@ def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
 
 
 class _Link:
-    """What :class:`_Reweight` tells :class:`_SqueezeInput`: the gates s (forward), and whether the gradient
-    it passed back for ``x`` is already scaled by them (backward: only under ``create_graph=True``)."""
+    """Hands the reweighting's input gradient to the squeeze's backward, so that both are written in one pass.
 
-    s: torch.Tensor | None = None
-    scaled: bool = False
+    In ``y = x * s(mean_p(x))`` the input x has two consumers, the squeeze and the reweighting, whose
+    gradients autograd would add in an extra pass over full-size tensors. The reweighting's backward runs
+    first (the squeeze's gradient needs ``ds``): it stores its unscaled input gradient ``g`` (``dY``, or
+    ``g' = dY * (out > 0)`` in a residual unit) and s here and returns None for x; the squeeze's backward
+    then returns the whole ``dX = g * s + gz / P`` in one pass (:meth:`input_grad`). Under
+    ``create_graph=True`` both return their own plain, differentiable gradients instead.
+    """
+
+    def __init__(self) -> None:
+        self.grad: torch.Tensor | None = None
+        self.s: torch.Tensor | None = None
+
+    @staticmethod
+    def input_grad(link: _Link | None, grad_z: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """The squeeze input's gradient: ``gz / P`` at every position, plus the ``g * s`` stored in ``link``."""
+        mean_grad = (grad_z / math.prod(shape[2:])).view(*shape[:2], *([1] * (len(shape) - 2)))  # gz / P
+        if link is None or link.grad is None:  # no link (compiling), create_graph=True, or only gates used
+            return mean_grad.expand(shape)
+        grad, s, link.grad, link.s = link.grad, link.s, None, None
+        return _scale_shift(grad, s, mean_grad).to(grad.dtype)  # g * s + gz / P
+
+    @staticmethod
+    def made_from(s: torch.Tensor, z: torch.Tensor, limit: int = 64) -> bool:
+        """Whether ``s`` was computed from ``z`` (z's autograd node among the first ``limit`` of s's graph):
+        only then is the squeeze's backward sure to run and to collect the stored gradient."""
+        queue, seen = collections.deque([s.grad_fn]), 0
+        while queue and seen < limit:
+            node = queue.popleft()
+            if node is z.grad_fn:
+                return True
+            if node is not None:
+                seen += 1
+                queue.extend(next_node for next_node, _ in node.next_functions)
+        return False
 
 
 class _SqueezeInput(torch.autograd.Function):
-    """``(z, x_) = (mean_p(x), x)``: the squeeze, and x handed on (as ``x_``, a view) to :class:`_Reweight`.
-
-    Backward: ``dX = g_ * s + gz / P`` in one pass, where ``g_`` is the gradient :class:`_Reweight` returned
-    for ``x_``: ``dY`` itself, not yet scaled by s (``x_`` has no other consumer), so that the squeeze's
-    gradient and the reweighting's are written together instead of summed afterwards.
-    """
+    """``z = mean_p(x)`` by the fastest no-grad route (:func:`squeeze_mean`); backward through the link."""
 
     @staticmethod
     def forward(ctx, x, link):
         ctx.link, ctx.shape = link, x.shape
-        return squeeze_mean(x), x.view_as(x)  # (N, C), (N, C, *S)
+        return squeeze_mean(x)  # (N, C)
 
     @staticmethod
-    def backward(ctx, grad_z, grad_x):
-        gate_shape = (*ctx.shape[:2], *([1] * (len(ctx.shape) - 2)))
-        if grad_z is None:  # the excitation did not use z
-            mean_grad = None
-        else:
-            mean_grad = (grad_z / math.prod(ctx.shape[2:])).view(gate_shape)  # gz / P, the same at every position
-        if grad_x is None:  # the output was not used, only the gates
-            return mean_grad.expand(ctx.shape), None
-        if ctx.link.scaled:  # create_graph=True: plain, differentiable ops
-            return grad_x if mean_grad is None else grad_x + mean_grad, None
-        s = ctx.link.s
-        if mean_grad is None:
-            return grad_x * s, None
-        return _scale_shift(grad_x, s, mean_grad).to(grad_x.dtype), None  # dY * s + gz / P
+    def backward(ctx, grad_z):
+        return _Link.input_grad(ctx.link, grad_z, ctx.shape), None
 
 
 class _Reweight(torch.autograd.Function):
-    """``y = x_ * s``; saves ``x_`` and s, as the plain product does.
+    """``y = x * s``; saves x and s, as the plain product does.
 
-    Backward: ``ds = sum_p(dY * x_)`` through the batch in cache-sized chunks (the product is never
-    written to memory), and ``dY`` unscaled for ``x_`` (see :class:`_SqueezeInput`). Under
-    ``create_graph=True`` both are the plain, twice-differentiable formulas.
+    Backward: ``ds = sum_p(dY * x)`` through the batch in cache-sized chunks (the product is never written
+    to memory); x's gradient ``dY * s`` is left to the squeeze's backward where a :class:`_Link` is given.
     """
 
     @staticmethod
-    def forward(ctx, x_, s, link):
-        link.s = s.detach()
+    def forward(ctx, x, s, link):
         ctx.link = link
-        ctx.save_for_backward(x_, s)
-        return x_ * s  # (N, C, *S) * (N, C, 1, ..., 1)
+        ctx.save_for_backward(x, s)
+        return x * s  # (N, C, *S) * (N, C, 1, ..., 1)
 
     @staticmethod
     def backward(ctx, grad_y):
-        x_, s = ctx.saved_tensors
-        ctx.link.scaled = torch.is_grad_enabled()
-        if ctx.link.scaled:
-            return grad_y * s, channel_dot(grad_y, x_).to(s.dtype).view_as(s), None
-        return grad_y, _chunked_channel_dot(grad_y, x_).to(s.dtype).view_as(s), None
+        x, s = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: plain, twice-differentiable formulas
+            return grad_y * s, channel_dot(grad_y, x).to(s.dtype).view_as(s), None
+        grad_s = _chunked_channel_dot(grad_y, x).to(s.dtype).view_as(s)  # sum_p dY * x
+        if ctx.link is not None:
+            ctx.link.grad, ctx.link.s = grad_y, s
+            return None, grad_s, None
+        return (grad_y * s if ctx.needs_input_grad[0] else None), grad_s, None
 
 
 class _ScaleAddReLU(torch.autograd.Function):
@@ -248,25 +268,37 @@ class _ScaleAddReLU(torch.autograd.Function):
 
 
 class _BNScaleAddReLU(torch.autograd.Function):
-    """``out = relu(u * s + identity)`` with ``u = alpha * c + beta`` (per channel), written over ``u``.
+    """``out = relu(u * s + identity)`` with ``u = bn(c) = alpha * c + beta`` (per channel), written over ``u``.
 
     Saves out, s, c, alpha and beta: ``c`` is the tensor batch norm saves anyway, so nothing full-size
-    is kept for SE. Backward: ``g' = g * (out > 0)``, ``du = g' * s``, ``didentity = g'``,
-    ``ds = alpha * sum_p(g' * c) + beta * sum_p(g')`` (= ``sum_p(g' * u)``).
+    is kept for SE. Backward: ``g' = g * (out > 0)``, ``didentity = g'``,
+    ``ds = alpha * sum_p(g' * c) + beta * sum_p(g')`` (= ``sum_p(g' * u)``), and ``du = g' * s`` (left to
+    the squeeze's backward where a :class:`_Link` is given). Under ``create_graph=True``, u is recomputed
+    from c by the norm (without touching its running statistics) so that the gradients are differentiable
+    in c and the norm's parameters too.
     """
 
     @staticmethod
-    def forward(ctx, u, s, identity, c, alpha, beta):
+    def forward(ctx, u, s, identity, c, alpha, beta, bn, link):
         torch.addcmul(identity, u, s, out=u).relu_()  # overwrites u: nothing needs it any more
         ctx.mark_dirty(u)
         ctx.save_for_backward(u, s, c, alpha, beta)
+        ctx.bn, ctx.batch_stats, ctx.link = bn, not _uses_running_stats(bn), link
         return u
 
     @staticmethod
     def backward(ctx, grad_out):
         out, s, c, alpha, beta = ctx.saved_tensors
-        grad_u, grad_s, g = _residual_backward(grad_out, out, s, c, alpha, beta)
-        return grad_u, grad_s, g, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True
+            bn = ctx.bn
+            stats = (None, None) if ctx.batch_stats else (bn.running_mean, bn.running_var)
+            u = F.batch_norm(c, *stats, bn.weight, bn.bias, ctx.batch_stats, 0.0, bn.eps)  # with its history
+            grad_u, grad_s, g = _residual_backward(grad_out, out, s, u)
+            return grad_u, grad_s, g, None, None, None, None, None
+        grad_u, grad_s, g = _residual_backward(grad_out, out, s, c, alpha, beta, scale=ctx.link is None)
+        if ctx.link is not None:
+            ctx.link.grad, ctx.link.s = g, s
+        return grad_u, grad_s, g, None, None, None, None, None
 
 
 def _eager_autograd(x: torch.Tensor) -> bool:
@@ -301,10 +333,12 @@ def squeeze_excite(x: torch.Tensor, se: nn.Module) -> torch.Tensor:
     check_input(x, se.channels)
     if not _eager_autograd(x):
         return x * se.excite(squeeze_mean(x), x.ndim - 2)  # (N, C, *S) * (N, C, 1, ..., 1)
-    link = _Link()
-    z, x_ = _SqueezeInput.apply(x, link) if x.requires_grad else (squeeze_mean(x), x)  # (N, C), x
+    link = _Link() if x.requires_grad else None
+    z = _SqueezeInput.apply(x, link) if link is not None else squeeze_mean(x)  # (N, C)
     s = se.excite(z, x.ndim - 2)  # (N, C, 1, ..., 1)
-    return _Reweight.apply(x_, s, link) if s.requires_grad else x * s
+    if not s.requires_grad:
+        return x * s
+    return _Reweight.apply(x, s, link if link is not None and _Link.made_from(s, z) else None)  # x * s
 
 
 def scale_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
@@ -372,18 +406,18 @@ class _SqueezeOf(torch.autograd.Function):
     """``z = mean_p(u)``, its value ``alpha * pooled_c + beta`` computed from the pooled norm input.
 
     ``u = alpha * c + beta`` per channel, so ``mean_p(u) = alpha * mean_p(c) + beta`` exactly (up to
-    rounding); the backward is that of ``mean_p(u)``: ``gz / P`` broadcast over u (an expanded view).
+    rounding); the backward is that of ``mean_p(u)`` (``gz / P`` at every position), plus the
+    reweighting's gradient for u where a :class:`_Link` carries it.
     """
 
     @staticmethod
-    def forward(ctx, u, pooled_c, alpha, beta):
-        ctx.shape, ctx.positions = u.shape, math.prod(u.shape[2:])
+    def forward(ctx, u, pooled_c, alpha, beta, link):
+        ctx.shape, ctx.link = u.shape, link
         return (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
 
     @staticmethod
     def backward(ctx, grad_z):
-        grad_u = (grad_z / ctx.positions).view(*grad_z.shape, *([1] * (len(ctx.shape) - 2))).expand(ctx.shape)
-        return grad_u, None, None, None
+        return _Link.input_grad(ctx.link, grad_z, ctx.shape), None, None, None, None
 
 
 def _pointwise_conv(conv: nn.Module) -> bool:
@@ -449,7 +483,8 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
     alpha = torch.rsqrt(bn.running_var + bn.eps)  # (C,)
     if bn.weight is not None:
         alpha = alpha * bn.weight
-    beta = -bn.running_mean * alpha if bn.bias is None else bn.bias - bn.running_mean * alpha  # (C,)
+    bias = torch.zeros_like(alpha) if bn.bias is None else bn.bias
+    beta = torch.addcmul(bias, bn.running_mean, alpha, value=-1.0)  # (C,), fused as in the norm's own kernel
     if pooled is None:
         pooled = squeeze_mean(c)  # (N, C, *S) -> (N, C)
     z = torch.addcmul(beta, pooled, alpha).to(c.dtype)  # mean_p(u) (N, C)
@@ -472,11 +507,15 @@ def _se_residual_tail(c, bn, se, identity, pooled_c=None):
         s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
         return torch.addcmul(identity, u, s, out=u).relu_()
     u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
-    z = squeeze_mean(u) if pooled_c is None else _SqueezeOf.apply(u, pooled_c, alpha, beta)  # (N, C)
-    s = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
     if not torch.is_grad_enabled():
-        return torch.addcmul(identity, u, s, out=u).relu_()
-    return _BNScaleAddReLU.apply(u, s, identity, c, alpha, beta)
+        z = squeeze_mean(u) if pooled_c is None else (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
+        return torch.addcmul(identity, u, se.excite(z, c.ndim - 2), out=u).relu_()
+    link = None if torch.compiler.is_compiling() else _Link()  # (the compiler fuses the backward itself)
+    z = _SqueezeInput.apply(u, link) if pooled_c is None else _SqueezeOf.apply(u, pooled_c, alpha, beta, link)
+    s = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
+    if link is not None and not _Link.made_from(s, z):
+        link = None
+    return _BNScaleAddReLU.apply(u, s, identity, c, alpha, beta, bn, link)
 
 
 def bn_se_add_relu(c: torch.Tensor, bn: nn.Module, se: nn.Module, identity: torch.Tensor) -> torch.Tensor:
