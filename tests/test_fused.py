@@ -534,7 +534,9 @@ def test_fused_tails_are_twice_differentiable(train):
     identity = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     s = torch.rand(3, 4, 1, 1, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda c, i: bn_se_add_relu(c, copy.deepcopy(bn), se, i), (c, identity))
-    assert torch.autograd.gradgradcheck(lambda h, i: conv_bn_se_add_relu(h, conv, copy.deepcopy(bn), se, i), (h, identity))
+    assert torch.autograd.gradgradcheck(
+        lambda h, i: conv_bn_se_add_relu(h, conv, copy.deepcopy(bn), se, i), (h, identity)
+    )
     assert torch.autograd.gradgradcheck(scale_add_relu, (c, s, identity))
 
 

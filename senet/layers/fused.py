@@ -14,6 +14,8 @@ gradients are checked against autograd and by ``gradcheck``):
 - :func:`scale_add_relu`: ``relu(x * s + identity)`` as one ``addcmul`` and an in-place ReLU (the
   original Caffe release's Axpy layer), with a hand-written backward; it keeps ``x`` for backward,
   like the plain formula.
+- :func:`squeeze_excite`: the stand-alone block ``x * s(mean_p(x))`` (what ``SqueezeExcite.forward``
+  runs), whose backward writes the input gradient ``dY * s + gz / P`` in one pass instead of two.
 - :func:`bn_se_add_relu`: ``relu(se(bn(c)) + identity)`` for a batch norm ``bn`` followed by a
   :class:`~senet.layers.se.SqueezeExcite`. The norm is a per-channel affine map, ``u = alpha * c + beta``,
   and batch norm already saves ``c`` for its own backward; so the gate gradient is recomputed as
@@ -26,9 +28,11 @@ the squeeze at all: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)``
 convolution's input where that is cheaper (see :func:`conv_bn_se_add_relu`), and the reweighting rides on
 the addition (NCHW) or on the norm (channels-last), so the SE unit makes the plain unit's full-size passes.
 
-Both backwards walk the batch in cache-sized chunks, so the masked gradient ``g' = g * (out > 0)`` is
-read from cache by the three ops that need it (``g' * s``, ``sum_p(g' * u)``, ``sum_p(g')``): about five
-passes over memory instead of ten. Everything is torch ops plus ``torch.autograd.Function``;
+The backwards walk the batch in cache-sized chunks, so the masked gradient ``g' = g * (out > 0)`` is read
+from cache by the ops that need it (``sum_p(g' * u)``, ``sum_p(g')``), and the squeeze's backward writes
+the input gradient ``g' * s + gz / P`` in one pass (:class:`_Link`): about five passes over memory instead
+of ten. Under ``create_graph=True`` they use plain, twice-differentiable formulas. Everything is torch
+ops plus ``torch.autograd.Function``;
 ``torch.compile(fullgraph=True)`` traces it without graph breaks (and fuses the backward itself).
 Under TorchScript, ``torch.jit.trace``, FX symbolic tracing or ONNX export, :func:`bn_se_add_relu`
 computes the plain formula (:func:`fusable` says when the fused path applies).
@@ -64,7 +68,7 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd, a
     channels-last tensor (any rank: channels have stride 1) is pooled by ``avg_pool2d`` over a
     ``(N, C, P, 1)`` channels-last view, whose kernel adds whole channel vectors (torch's strided
-    reduction behind ``mean`` runs 20-45% slower there), or, for 2-D and 3-D inputs with at most 1024
+    reduction behind ``mean`` runs 20-45% slower there), or, for 2-D and 3-D inputs with at most 256
     positions, as a batched product with a vector of ``1/P`` (faster still there). Contiguous (NCHW)
     tensors, and everything under ``torch.jit.trace``, use ``mean``. Measured on a 2-core AMD EPYC at
     ResNet-50's stage shapes, batch 32: see ``benchmarks/README.md``.
@@ -80,7 +84,7 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     if positions <= 1 or channels <= 1 or not rows.is_contiguous() or not x.is_floating_point():
         return x.mean(dims)
     rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
-    if x.ndim > 3 and positions <= 1024:
+    if x.ndim > 3 and positions <= 256:
         weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
         return torch.bmm(weights, rows).view(n, channels)  # (N, C)
     column = rows.unsqueeze(2).permute(0, 3, 1, 2)  # (N, C, P, 1), channels-last
@@ -171,8 +175,8 @@ def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
         return torch.addcmul(shift, x, scale)
     rows = n * channels
     zeros, ones = x.new_zeros(rows), x.new_ones(rows)  # the "running" mean and variance
-    out = F.batch_norm(x.view(1, rows, positions), zeros, ones, scale.reshape(rows), shift.reshape(rows), False, 0.0, 0.0)
-    return out.view(x.shape)
+    weight, bias = scale.reshape(rows), shift.reshape(rows)
+    return F.batch_norm(x.view(1, rows, positions), zeros, ones, weight, bias, False, 0.0, 0.0).view(x.shape)
 
 
 class _Link:
@@ -471,12 +475,12 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
     """The tail without autograd, for a norm using its running statistics: ``u = alpha * c + beta``.
 
     The squeeze needs no pass over ``u``: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)``
-    given as ``pooled`` (see :func:`_conv_squeeze`) or pooled from ``c``. The reweighting then rides on the
-    norm: ``s * u = (s * alpha) * c + s * beta`` with per-sample, per-channel coefficients, computed by the
-    norm's own kernel over ``N * C`` channels (NCHW, :func:`_scale_shift`) or by one ``addcmul`` (channels-last,
-    where it beats the norm's kernel; written over ``c`` if ``overwrite_c``). The addition and the ReLU are
-    the plain tail's, in place. So the SE tail makes exactly the plain tail's full-size passes; SE adds the
-    squeeze and the two FC layers.
+    given as ``pooled`` (see :func:`_conv_squeeze`) or pooled from ``c``. The reweighting then rides on
+    the addition (NCHW: the norm's own kernel, then ``addcmul`` written over its output; measured as fast
+    as folding s into the norm) or on the norm (channels-last, where one ``addcmul`` with per-sample,
+    per-channel ``s * alpha`` and ``s * beta`` beats the norm's kernel; written over ``c`` if
+    ``overwrite_c``). The plain tail makes the same full-size passes; SE adds the squeeze and the two FC
+    layers.
     """
     if not _checked_same_dtype(c, se, identity):
         return torch.relu(se(bn(c)) + identity)
@@ -489,12 +493,12 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
         pooled = squeeze_mean(c)  # (N, C, *S) -> (N, C)
     z = torch.addcmul(beta, pooled, alpha).to(c.dtype)  # mean_p(u) (N, C)
     s = se.excite(z, c.ndim - 2).to(c.dtype)  # (N, C, 1, ..., 1)
+    if c.is_contiguous():
+        u = F.batch_norm(c, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return torch.addcmul(identity, u, s, out=u).relu_()  # relu(s * u + identity), over u
     affine = (1, -1) + (1,) * (c.ndim - 2)  # (C,) -> (1, C, 1, ..., 1)
     scale, shift = (s * alpha.view(affine)).to(c.dtype), (s * beta.view(affine)).to(c.dtype)  # (N, C, 1, ..., 1)
-    if c.is_contiguous():  # the norm's own kernel, over N * C channels: s * u in the plain norm's pass
-        out = _scale_shift(c, scale, shift)
-    else:  # channels-last: addcmul runs along the channels, faster than the norm's kernel
-        out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * u
+    out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * u
     return out.add_(identity).relu_()
 
 
