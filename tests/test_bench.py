@@ -21,7 +21,7 @@ from senet.bench import allocator as bench_allocator
 from senet.bench import blocks as bench_blocks
 from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
 from senet.bench.blocks import BlockCase, ResidualTail, make_peers, reference_se, run_block_case
-from senet.bench.models import PAIRS, _check_unfused, _ratios, build_models, measure_memory, unfuse
+from senet.bench.models import PAIRS, _check_unfused, _ratios, build_models, measure_memory, run_model_case, unfuse
 from senet.bench.run import run_worker
 from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
 from senet.layers import SqueezeExcite
@@ -145,6 +145,21 @@ def test_unfused_variant_matches_and_is_checked(monkeypatch):
     with pytest.raises(RuntimeError, match="disagrees"):
         _check_unfused(models, x, False)
     assert unfuse(create_model("resnet50")) == 0
+
+
+def test_model_case_names_select_the_models():
+    import dataclasses
+
+    from senet.bench.models import QUICK_MODEL_CASE
+
+    case = dataclasses.replace(QUICK_MODEL_CASE, names=("senet_se", "senet_plain"), train_layouts=())
+    models, skipped = build_models(case)
+    assert sorted(models) == ["senet_plain", "senet_se"] and skipped == {}
+    result = run_model_case(case, repeats=1, memory=False)
+    assert [row["mode"] for row in result["timings"]] == ["inference"]
+    assert set(result["timings"][0]["ratios"]) == {"senet_se/senet_plain"}
+    with pytest.raises(ValueError, match="unknown \\['senet_big'\\]"):
+        build_models(dataclasses.replace(case, names=("senet_se", "senet_big")))
 
 
 def test_model_ratios_and_memory_fields():

@@ -22,7 +22,16 @@ import torch.nn.functional as F
 from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
 from senet.models import create_model
 
-__all__ = ["ModelCase", "FULL_MODEL_CASE", "QUICK_MODEL_CASE", "build_models", "unfuse", "run_model_case", "PAIRS"]
+__all__ = [
+    "ModelCase",
+    "FULL_MODEL_CASE",
+    "QUICK_MODEL_CASE",
+    "MODEL_NAMES",
+    "build_models",
+    "unfuse",
+    "run_model_case",
+    "PAIRS",
+]
 
 
 @dataclass(frozen=True)
@@ -35,10 +44,20 @@ class ModelCase:
     image_size: int = 224
     inference_layouts: tuple[str, ...] = ("nchw", "channels_last")
     train_layouts: tuple[str, ...] = ("nchw",)
+    names: tuple[str, ...] | None = None  # which of MODEL_NAMES to time (None: all)
 
 
 FULL_MODEL_CASE = ModelCase()
 QUICK_MODEL_CASE = ModelCase("seresnet50", "resnet50", batch=2, image_size=64, inference_layouts=("nchw",))
+
+MODEL_NAMES: tuple[str, ...] = (
+    "senet_se",
+    "senet_plain",
+    "senet_se_unfused",
+    "timm_se",
+    "timm_plain",
+    "torchvision_plain",
+)
 
 # (numerator, denominator) pairs reported as ratios of median times and of memory
 PAIRS: tuple[tuple[str, str], ...] = (
@@ -61,6 +80,17 @@ def unfuse(model: nn.Module) -> int:
 
 def build_models(case: ModelCase) -> tuple[dict[str, nn.Module], dict[str, str]]:
     """The models to compare (same seed for senet's), and the reasons for those skipped."""
+    unknown = sorted(set(case.names or ()) - set(MODEL_NAMES))
+    if unknown:
+        raise ValueError(f"names must be among {list(MODEL_NAMES)}, got unknown {unknown}")
+    models, skipped = _build_all(case)
+    if case.names is not None:
+        models = {name: model for name, model in models.items() if name in case.names}
+        skipped = {name: why for name, why in skipped.items() if name in case.names}
+    return models, skipped
+
+
+def _build_all(case: ModelCase) -> tuple[dict[str, nn.Module], dict[str, str]]:
     torch.manual_seed(0)
     models: dict[str, nn.Module] = {"senet_se": create_model(case.se_arch), "senet_plain": create_model(case.plain_arch)}
     models["senet_se_unfused"] = copy.deepcopy(models["senet_se"])
