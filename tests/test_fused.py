@@ -561,3 +561,23 @@ def test_lean_backward_with_an_excitation_that_ignores_the_squeeze():
     out, ref = bn_se_add_relu(c, copy.deepcopy(bn), se, identity), _plain(c, copy.deepcopy(bn), se, identity)
     for a, b in zip(_grads(out, [c, identity, se.fc2.bias], []), _grads(ref, [c, identity, se.fc2.bias], [])):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_squeeze_excite_and_fused_tail_under_activation_checkpointing():
+    """Non-reentrant checkpointing recomputes the forward in backward; the hand-over between the two
+    Functions belongs to the original graph, so the gradients are those of the plain formula."""
+    from torch.utils.checkpoint import checkpoint
+
+    se = SqueezeExcite(16, reduction=4)
+    x = torch.randn(3, 16, 5, 5, requires_grad=True)
+    got = _grads(checkpoint(se, x, use_reentrant=False), [x], [se])
+    want = _grads(_plain_se(x, se), [x], [se])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    bn, se = _unit(2)
+    c, identity = _inputs((3, 16, 4, 4))
+    bn_ref = copy.deepcopy(bn)
+    out = checkpoint(bn_se_add_relu, c, bn, se, identity, use_reentrant=False)
+    ref = _plain(c, bn_ref, se, identity)
+    for a, b in zip(_grads(out, [c, identity], [se]), _grads(ref, [c, identity], [se])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -189,7 +189,10 @@ def test_pair_converts_exactly_and_back(pair: Pair):
         expected, got = peer(x), net(x)
     assert expected.shape == got.shape == (x.shape[0], NUM_CLASSES)
     assert expected.std() > 1e-3  # the comparison is not between constants
-    assert (got - expected).abs().max().item() < TOLERANCE
+    # float32 rounding grows with the logits' size: random deep 3-D pairs reach |logit| ~ 200, where the
+    # fused SE tail's reassociated float32 sums differ by ~5e-4 (the float64 check below is the exact one)
+    tolerance = TOLERANCE * max(1.0, expected.abs().max().item() / 10)
+    assert (got - expected).abs().max().item() < tolerance
 
     exported = export_state_dict(net, target=pair.source)
     assert exported.keys() == peer_state.keys()
@@ -199,7 +202,7 @@ def test_pair_converts_exactly_and_back(pair: Pair):
             tensor.zero_()
     peer.load_state_dict(exported, strict=True)
     with torch.no_grad():
-        assert (peer(x) - expected).abs().max().item() < TOLERANCE
+        assert (peer(x) - expected).abs().max().item() < tolerance
         # In float64 the two agree to rounding: the float32 difference above is rounding, not a deviation.
         assert (peer.double()(x.double()) - net.double()(x.double())).abs().max().item() < 1e-9
 
