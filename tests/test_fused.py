@@ -507,6 +507,12 @@ def test_squeeze_excite_hooks_autocast_compile_and_torch_func():
     func_grads = torch.func.grad(lambda p: torch.func.functional_call(se, p, (x,)).square().sum())(params)
     (want,) = torch.autograd.grad(_plain_se(x, se).square().sum(), se.fc1.weight)
     torch.testing.assert_close(func_grads["fc1.weight"], want)
+    tail = _Tail().eval()  # the residual tail under torch.func takes the plain formula too
+    c, identity = torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)
+    tail_params = dict(tail.named_parameters())
+    got = torch.func.grad(lambda p: torch.func.functional_call(tail, p, (c, identity)).sum())(tail_params)
+    (want,) = torch.autograd.grad(_plain(c, copy.deepcopy(tail.bn), tail.se, identity).sum(), tail.se.fc1.weight)
+    torch.testing.assert_close(got["se.fc1.weight"], want, rtol=1e-4, atol=1e-5)
 
 
 def test_squeeze_excite_rejects_other_blocks_and_bad_input():

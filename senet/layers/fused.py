@@ -305,14 +305,20 @@ class _BNScaleAddReLU(torch.autograd.Function):
         return grad_u, grad_s, g, None, None, None, None, None
 
 
+def _plain_only(x: object) -> bool:
+    """Whether the hand-written Functions must not run: under TorchScript, ``torch.jit.trace``, ONNX
+    export, FX symbolic tracing (``x`` is a proxy) or ``torch.func`` transforms (they need the plain ops)."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return True
+    if isinstance(x, torch.fx.Proxy):
+        return True
+    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
+
+
 def _eager_autograd(x: torch.Tensor) -> bool:
-    """Whether a hand-written autograd Function may run: eager execution with autograd recording, not
-    ``torch.compile``, TorchScript, tracing, ONNX export, FX symbolic tracing or ``torch.func`` transforms."""
-    if not torch.is_grad_enabled() or torch.jit.is_scripting() or torch.jit.is_tracing():
-        return False
-    if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() or isinstance(x, torch.fx.Proxy):
-        return False
-    return not torch._C._are_functorch_transforms_active()
+    """Whether :func:`squeeze_excite`'s Functions may run: eager execution with autograd recording (under
+    ``torch.compile`` the compiler fuses the plain formula itself), and not :func:`_plain_only`."""
+    return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not _plain_only(x)
 
 
 def squeeze_excite(x: torch.Tensor, se: nn.Module) -> torch.Tensor:
@@ -395,10 +401,8 @@ def fusable(bn: nn.Module, se: nn.Module | None, c: torch.Tensor | None = None) 
     """Whether :func:`bn_se_add_relu` can use its lean path for this norm and SE block (and input ``c``):
     a (non-sync) batch norm, an average-squeeze :class:`~senet.layers.se.SqueezeExcite` (any block with
     ``squeeze == "avg"`` and an ``excite(z, spatial_dims)`` method), and eager or ``torch.compile``
-    execution (not TorchScript, ``torch.jit.trace``, FX symbolic tracing or ONNX export)."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return False
-    if isinstance(c, torch.fx.Proxy):  # FX symbolic tracing
+    execution (not TorchScript, ``torch.jit.trace``, FX symbolic tracing, ONNX export or ``torch.func``)."""
+    if _plain_only(c):
         return False
     is_bn = isinstance(bn, nn.modules.batchnorm._BatchNorm) and not isinstance(bn, nn.SyncBatchNorm)
     # an SE block whose output is x * se.excite(mean(x)): SqueezeExcite with squeeze="avg" (duck-typed, as
