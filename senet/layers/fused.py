@@ -113,6 +113,11 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
 _CHUNK_BYTES = 1 << 20
 
 
+def _chunk_rows(t: torch.Tensor) -> int:
+    """How many examples of ``t`` make one chunk of about ``_CHUNK_BYTES`` (at least one)."""
+    return max(1, _CHUNK_BYTES // max(1, t[0].numel() * t.element_size()))
+
+
 def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True):
     """Gradients of ``out = relu(u * s + identity)`` with ``u = x`` (or ``u = alpha * x + beta`` per channel).
 
@@ -132,7 +137,7 @@ def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True
         grad_u = torch.empty_like(out) if scale else None
         dot = out.new_empty(n, channels)
         g_sum = out.new_empty(n, channels) if beta is not None else None
-        step = max(1, _CHUNK_BYTES // max(1, out[0].numel() * out.element_size()))
+        step = _chunk_rows(out)
         scratch = torch.empty_like(out[:step])
         for start in range(0, n, step):
             rows = slice(start, start + step)
@@ -152,7 +157,7 @@ def _chunked_channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """:func:`channel_dot` through the batch in cache-sized chunks: the product is never written to memory."""
     dims = tuple(range(2, a.ndim))
     dot = a.new_empty(a.shape[:2])  # (N, C)
-    step = max(1, _CHUNK_BYTES // max(1, a[0].numel() * a.element_size()))
+    step = _chunk_rows(a)
     scratch = torch.empty_like(a[:step])
     for start in range(0, a.shape[0], step):
         rows = slice(start, start + step)
