@@ -1,9 +1,12 @@
-"""senet's SE-ResNet-50 / ResNet-50 inference pair alone, with many interleaved repeats (the 1% target).
+"""Whole-model inference pairs with many interleaved repeats (the 1% targets), senet's SE-ResNet-50 /
+ResNet-50 by default.
 
     OMP_NUM_THREADS=1 python benchmarks/model_pair.py --threads 1 --repeats 31 --out benchmarks/results/cpu-1thread-pair.json
+    OMP_NUM_THREADS=1 python benchmarks/model_pair.py --names senet_se,senet_plain,timm_plain,torchvision_plain
 
-Two models instead of the six of ``run_bench.py`` make each repeat short, so more repeats fit in the time
-and the paired ratios sample the machine's drift more finely. senet's allocator setting, eval, no autograd.
+Fewer models than the six of ``run_bench.py`` make each repeat short, so more repeats fit in the time
+and the paired ratios sample the machine's drift more finely; each ratio is printed with the 95% interval
+of its paired median. senet's allocator setting, eval, no autograd.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import torch
 
 from senet.bench.allocator import tune_allocator
-from senet.bench.models import ModelCase, run_model_case
+from senet.bench.models import MODEL_NAMES, ModelCase, run_model_case
 from senet.bench.run import machine_info
 
 
@@ -24,11 +27,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=31, help="interleaved repeats per layout (default 31)")
+    parser.add_argument(
+        "--names",
+        default="senet_se,senet_plain",
+        help=f"comma-separated models among {','.join(MODEL_NAMES)} (default senet_se,senet_plain)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
     args = parser.parse_args()
+    names = tuple(name.strip() for name in args.names.split(",") if name.strip())
+    unknown = sorted(set(names) - set(MODEL_NAMES))
+    if len(names) < 2 or unknown:
+        parser.error(f"--names must list at least two of {', '.join(MODEL_NAMES)}; got {args.names!r}")
     applied = tune_allocator()
     torch.set_num_threads(args.threads)
-    case = ModelCase(names=("senet_se", "senet_plain"), train_layouts=())
+    case = ModelCase(names=names, train_layouts=())
     started = time.time()
     result = {
         "machine": machine_info(args.threads),
@@ -38,8 +50,13 @@ def main() -> None:
         "seconds": time.time() - started,
     }
     for row in result["models"]["timings"]:
-        pair = row["ratios"]["senet_se/senet_plain"]
-        print(f"{row['layout']:14s} " + "  ".join(f"{key} {value:.4f}" for key, value in pair.items()))
+        for pair, r in row["ratios"].items():
+            low, high = r["paired_median_ci95"]
+            print(
+                f"{row['layout']:14s} {pair:32s} ratio of medians {r['ratio']:.4f}  paired median "
+                f"{r['paired_median']:.4f} (95% interval {low:.4f}-{high:.4f}, range {r['paired_min']:.3f}-"
+                f"{r['paired_max']:.3f})  ratio of minimums {r['ratio_of_minimums']:.4f}"
+            )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -40,8 +40,25 @@ def test_interleaved_rotates_and_summaries_use_medians():
     r = ratio([2.0, 4.0, 6.0], [1.0, 1.0, 4.0])
     assert r["ratio"] == 4.0 and r["paired_min"] == 1.5 and r["paired_max"] == 4.0 and r["ratio_of_minimums"] == 2.0
     assert r["paired_median"] == 2.0  # per-repeat ratios 2.0, 4.0, 1.5
+    assert r["paired_median_ci95"] == [1.5, 4.0]  # three samples: the whole range
     with pytest.raises(ValueError, match="repeats"):
         interleaved(fns, repeats=0)
+
+
+def test_median_interval_is_the_binomial_order_statistic_interval():
+    from senet.bench.timing import median_interval
+
+    # n = 31: P(B(31, 1/2) <= 9) = 0.0147 <= 0.025 < P(B <= 10) = 0.0354, so x_(10) and x_(22)
+    assert median_interval([float(v) for v in range(31, 0, -1)]) == (10.0, 22.0)
+    assert median_interval([float(v) for v in range(1, 12)]) == (2.0, 10.0)  # n = 11: k = 2
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == (1.0, 6.0)  # n = 6: P(B = 0) = 1/64 <= 0.025
+    assert median_interval([5.0]) == (5.0, 5.0)
+    values = [float(v) for v in range(1, 102)]
+    assert median_interval(values, 0.5)[1] - median_interval(values, 0.5)[0] < median_interval(values)[1] - median_interval(values)[0]
+    with pytest.raises(ValueError, match="level"):
+        median_interval([1.0, 2.0], level=1.0)
+    with pytest.raises(ValueError, match="values"):
+        median_interval([])
 
 
 def test_saved_bytes_counts_unique_storages_and_peak_bytes():
@@ -82,7 +99,9 @@ def test_peers_get_senet_weights_and_skip_by_rank():
 def test_block_case_fields_and_ratios_from_medians(mode):
     row = run_block_case(BlockCase((2, 32, 6, 6), "channels_last"), mode, repeats=3, stream_bytes=2**16)
     assert row["mode"] == mode and row["shape"] == [2, 32, 6, 6] and row["layout"] == "channels_last"
-    assert set(row["results"]) == {"senet", "timm", "torchvision", "monai", "unit_plain", "unit_senet", "unit_timm"}
+    assert set(row["results"]) == {
+        "senet", "timm", "torchvision", "monai", "unit_plain", "unit_senet", "unit_timm", "unit_timm_plain"
+    }
     nbytes = 2 * 32 * 6 * 6 * 4
     assert row["tensor_bytes"] == nbytes and row["stream_bytes"] == 2**16
     bandwidth = 2 * 2**16 / row["stream"]["median_s"]
@@ -97,8 +116,9 @@ def test_block_case_fields_and_ratios_from_medians(mode):
         assert stats["ratio_to_bound"] == pytest.approx(stats["median_s"] / row["bound_s"])
         assert stats["ratio_to_copy_bound"] == pytest.approx(stats["median_s"] / row["copy_bound_s"])
         assert stats["max_abs_error"] < 1e-4
-    plain = row["results"]["unit_plain"]["median_s"]
+    assert set(row["in_model"]) == {"unit_senet", "unit_timm"}  # each against its own library's plain unit
     for name, cost in row["in_model"].items():
+        plain = row["results"][f"{name}_plain" if name == "unit_timm" else "unit_plain"]["median_s"]
         assert cost["se_cost_s"] == pytest.approx(row["results"][name]["median_s"] - plain)
         assert cost["ratio_to_bound"] == pytest.approx(cost["se_cost_s"] / row["bound_s"])
         assert cost["ratio_to_copy_bound"] == pytest.approx(cost["se_cost_s"] / row["copy_bound_s"])

@@ -329,15 +329,23 @@ def _eval_unit(spatial_dims, c_in, channels, *, conv_bias, affine, dtype=torch.f
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
 @pytest.mark.parametrize("positions", ["large", "small"])
 @pytest.mark.parametrize("conv_bias,affine", [(False, True), (True, False)])
-def test_inference_tail_equals_plain_formula(channels_last, spatial_dims, positions, conv_bias, affine, monkeypatch):
+@pytest.mark.parametrize("fold_gates", [False, True])
+def test_inference_tail_equals_plain_formula(
+    channels_last, spatial_dims, positions, conv_bias, affine, fold_gates, monkeypatch
+):
     """Eval mode without autograd: the squeeze through the 1x1 conv's input (many positions) or from the
-    conv's output (few positions), NCHW or channels-last, any rank, equal to the plain unit."""
+    conv's output (few positions), NCHW or channels-last, any rank, the gates folded into the norm (large
+    NCHW tensors) or put on the addition (small ones), equal to the plain unit."""
     import torch.nn.functional as F
 
+    from senet.layers import fused
     from senet.layers.fused import conv_bn_se_add_relu
 
     if channels_last and spatial_dims == 1:
         pytest.skip("no channels-last format for 1-D")
+    if channels_last and not fold_gates:
+        pytest.skip("channels-last always folds the gates into the norm")
+    monkeypatch.setattr(fused, "_SCALE_SHIFT_MIN_BYTES", 0 if fold_gates else 1 << 62)
     torch.manual_seed(0)
     conv, bn, se = _eval_unit(spatial_dims, 8, 32, conv_bias=conv_bias, affine=affine)
     side = {"large": {1: 400, 2: 20, 3: 8}, "small": {1: 2, 2: 1, 3: 1}}[positions][spatial_dims]
@@ -587,3 +595,80 @@ def test_squeeze_excite_and_fused_tail_under_activation_checkpointing():
     ref = _plain(c, bn_ref, se, identity)
     for a, b in zip(_grads(out, [c, identity], [se]), _grads(ref, [c, identity], [se])):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _aten_ops(fn, *args):
+    """The aten ops ``fn(*args)`` dispatches (names like ``"_add_relu_.Tensor"``), and its result."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Record() as record:
+        out = fn(*args)
+    return record.names, out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layouts", [("nchw", "nchw"), ("cl", "cl"), ("cl", "nchw")])
+def test_add_relu_equals_add_then_relu(dtype, layouts):
+    from senet.layers.fused import add_relu_
+
+    torch.manual_seed(0)
+    fmt = {"nchw": torch.contiguous_format, "cl": torch.channels_last}
+    x, y = (torch.randn(2, 8, 5, 6, dtype=dtype).contiguous(memory_format=fmt[f]) for f in layouts)
+    want = torch.relu(x + y)
+    names, out = _aten_ops(add_relu_, x, y)
+    assert out is x and torch.equal(out, want)  # in place, and exactly the two ops' values
+    one_pass = dtype in (torch.float32, torch.float64)  # torch's kernel has no bfloat16/half (it would raise)
+    assert ("_add_relu_.Tensor" in names) == one_pass, names
+
+
+def test_add_relu_with_autograd_takes_the_plain_ops():
+    from senet.layers.fused import add_relu_
+
+    a = torch.randn(2, 4, 3, 3, requires_grad=True)
+    y = torch.randn(2, 4, 3, 3)
+    names, out = _aten_ops(add_relu_, a * 2, y)  # no derivative for the fused kernel: plain ops
+    assert "_add_relu_.Tensor" not in names
+    out.sum().backward()
+    torch.testing.assert_close(a.grad, 2 * (2 * a.detach() + y > 0).float())
+    with torch.no_grad():
+        names, _ = _aten_ops(add_relu_, a * 2, y)
+    assert "_add_relu_.Tensor" in names
+    compiled = torch.compile(lambda u, v: add_relu_(u * 2, v), fullgraph=True)
+    torch.testing.assert_close(compiled(a.detach(), y), torch.relu(2 * a.detach() + y))
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "seresnet50"])
+def test_eval_units_add_and_relu_in_one_pass(arch, monkeypatch):
+    """In eval mode without autograd every residual unit ends in one ``_add_relu_`` (plain and SE units,
+    the latter with the gates folded into the norm); values equal the units' plain path (forward hooks on
+    the final ReLU force it)."""
+    from senet.layers import fused
+    from senet.models import create_model
+
+    monkeypatch.setattr(fused, "_SCALE_SHIFT_MIN_BYTES", 0)  # the small test input would keep the norm's kernel
+
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    units = [m for m in model.modules() if hasattr(m, "final_act")]
+    with torch.no_grad():
+        names, fused = _aten_ops(model, x)
+        assert names.count("_add_relu_.Tensor") == len(units) == 16
+        handles = [unit.final_act.register_forward_hook(lambda *args: None) for unit in units]
+        names, plain = _aten_ops(model, x)
+        for handle in handles:
+            handle.remove()
+    assert names.count("_add_relu_.Tensor") == (0 if arch == "resnet50" else 16)  # SE tails: no hook on act3
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
+    model.train()
+    names, out = _aten_ops(model, x)  # training with autograd: the plain ops (the kernel has no derivative)
+    assert "_add_relu_.Tensor" not in names and out.requires_grad

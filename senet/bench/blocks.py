@@ -14,9 +14,10 @@ For each shape and memory layout, in forward (inference: eval, no autograd) and 
 - the stand-alone SE blocks (``senet``: :class:`~senet.layers.SqueezeExcite`; ``timm``: ``SEModule``;
   ``torchvision``: ``SqueezeExcitation``; ``monai``: ``ChannelSELayer``), all with the same weights;
 - the end of a residual unit as senet's models run it, ``relu(SE(bn(c)) + identity)``: ``unit_plain`` (no
-  SE: ``bn``, in-place add and ReLU, timm's plain block), ``unit_timm`` (timm's SE-ResNet block) and
-  ``unit_senet`` (:func:`~senet.layers.fused.bn_se_add_relu`). SE's cost inside the model is
-  ``t(unit_X) - t(unit_plain)``, compared with the same bound.
+  SE: ``bn``, then add and ReLU in place, senet's plain unit), ``unit_timm`` (timm's SE-ResNet block),
+  ``unit_timm_plain`` (timm's plain block: ``bn``, ``add_``, ``relu_``) and ``unit_senet``
+  (:func:`~senet.layers.fused.bn_se_add_relu`). SE's cost inside the model is ``t(unit_senet) -
+  t(unit_plain)`` for senet and ``t(unit_timm) - t(unit_timm_plain)`` for timm, compared with the same bound.
 
 Before timing, every candidate's output (and for forward+backward its input gradient) is checked
 against the plain formula computed in float64; a candidate that disagrees stops the benchmark.
@@ -34,7 +35,7 @@ import torch.nn as nn
 
 from senet.bench.timing import interleaved, summarize
 from senet.layers import SqueezeExcite, norm_nd
-from senet.layers.fused import bn_se_add_relu
+from senet.layers.fused import add_relu_, bn_se_add_relu
 
 __all__ = ["BlockCase", "FULL_CASES", "QUICK_CASES", "ResidualTail", "make_peers", "run_block_case", "reference_se"]
 
@@ -138,9 +139,10 @@ def _copy(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
 class ResidualTail(nn.Module):
     """The end of a residual unit, ``relu(SE(bn(c)) + identity)``, computed as ``kind`` says.
 
-    ``"plain"``: no SE, ``bn``, in-place add and ReLU (timm's plain Bottleneck); ``"peer"``: ``se`` is any
-    SE module, run as timm's SE-ResNet Bottleneck does; ``"fused"``: senet's
-    :func:`~senet.layers.fused.bn_se_add_relu`.
+    ``"plain"``: no SE, senet's plain unit: ``bn``, then the addition and ReLU in place
+    (:func:`~senet.layers.fused.add_relu_`: one pass without autograd, ``add_`` and ``relu_`` with it, as
+    timm's plain Bottleneck); ``"peer"``: ``se`` is any SE module, run as timm's SE-ResNet Bottleneck does
+    (``add_``, ``relu_``; without ``se`` timm's plain Bottleneck); ``"fused"``: senet's :func:`~senet.layers.fused.bn_se_add_relu`.
     """
 
     def __init__(self, kind: str, bn: nn.Module, se: nn.Module | None = None) -> None:
@@ -151,7 +153,9 @@ class ResidualTail(nn.Module):
         if self.kind == "fused":
             return bn_se_add_relu(c, self.bn, self.se, identity)
         out = self.bn(c)
-        if self.kind == "peer":
+        if self.kind == "plain":
+            return add_relu_(out, identity)
+        if self.se is not None:
             out = self.se(out)
         out += identity
         return out.relu_()
@@ -207,7 +211,7 @@ def _check_candidates(blocks, units, se, bn, x, c, identity, grad, training: boo
     # in training mode the units use batch statistics, in eval mode the (unchanged) running ones
     unit_ref = torch.relu(reference_se(bn.train(training)(c.detach()).detach(), se) + identity.detach().double())
     for name, unit in units.items():
-        if name != "unit_plain":
+        if not name.endswith("_plain"):
             errors[name] = _check(name, unit(c, identity).detach(), unit_ref)
     return errors
 
@@ -216,17 +220,18 @@ def _ratios_to_bound(
     samples: dict[str, list[float]], bound: float, copy_bound: float, errors: dict[str, float]
 ) -> tuple[dict, dict]:
     """Per-candidate summaries with ``ratio_to_bound`` (memory bandwidth) and ``ratio_to_copy_bound`` (the
-    tensor's own copy), and SE's in-model cost ``t(unit) - t(unit_plain)`` against the same bounds."""
+    tensor's own copy), and SE's in-model cost against the same bounds: ``t(unit_senet) - t(unit_plain)``
+    (senet's units) and ``t(unit_timm) - t(unit_timm_plain)`` (timm's)."""
     results = {}
     for name, times in samples.items():
         if name not in ("copy", "stream"):
             results[name] = {**summarize(times), "max_abs_error": errors.get(name, 0.0)}
             results[name]["ratio_to_bound"] = results[name]["median_s"] / bound
             results[name]["ratio_to_copy_bound"] = results[name]["median_s"] / copy_bound
-    plain = results["unit_plain"]["median_s"]
     in_model = {}
     for name in results:
-        if name.startswith("unit_") and name != "unit_plain":
+        if name.startswith("unit_") and not name.endswith("_plain"):
+            plain = results["unit_timm_plain" if name == "unit_timm" else "unit_plain"]["median_s"]
             cost = results[name]["median_s"] - plain
             in_model[name] = {"se_cost_s": cost, "ratio_to_bound": cost / bound, "ratio_to_copy_bound": cost / copy_bound}
     return results, in_model
@@ -265,6 +270,7 @@ def run_block_case(
     }
     if "timm" in peers:
         units["unit_timm"] = ResidualTail("peer", copy.deepcopy(bn), copy.deepcopy(peers["timm"]))
+        units["unit_timm_plain"] = ResidualTail("peer", copy.deepcopy(bn))
     for module in (*blocks.values(), *units.values()):
         module.train(training)
     if training:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["interleaved", "summarize", "ratio", "saved_bytes", "peak_bytes"]
+__all__ = ["interleaved", "summarize", "median_interval", "ratio", "saved_bytes", "peak_bytes"]
 
 
 def _calibrate(fn: Callable[[], object], min_time: float) -> int:
@@ -64,14 +64,37 @@ def summarize(samples: list[float]) -> dict[str, float | int | list[float]]:
     }
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval for the median: the order statistics ``x_(k)`` and
+    ``x_(n+1-k)`` with the largest k such that ``P(Binomial(n, 1/2) < k) <= (1 - level) / 2`` (the
+    interval then holds the median with probability at least ``level`` for independent samples). With too
+    few values for that level (fewer than 6 at 95%) it is the whole range."""
+    if not values:
+        raise ValueError("values must not be empty")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    ordered, n = sorted(values), len(values)
+    tail, k, below = (1.0 - level) / 2.0, 0, 0.0  # below = P(Binomial(n, 1/2) < k + 1)
+    while k < n // 2:
+        below += math.comb(n, k) / 2.0**n
+        if below > tail:
+            break
+        k += 1
+    k = max(k, 1)
+    return ordered[k - 1], ordered[n - k]
+
+
 def ratio(numerator: list[float], denominator: list[float]) -> dict[str, float]:
-    """``median(numerator) / median(denominator)``, with the median and range of the per-repeat (paired)
-    ratios (the two calls of a repeat run back to back, so they share most of the machine's disturbance)
-    and the ratio of the minimums (the least disturbed samples, a robust second opinion on a busy machine)."""
+    """``median(numerator) / median(denominator)``, with the median, the 95% interval of that median
+    (:func:`median_interval`) and the range of the per-repeat (paired) ratios (the two calls of a repeat
+    run back to back, so they share most of the machine's disturbance), and the ratio of the minimums (the
+    least disturbed samples, a robust second opinion on a busy machine)."""
     paired = [a / b for a, b in zip(numerator, denominator)]
+    low, high = median_interval(paired)
     return {
         "ratio": statistics.median(numerator) / statistics.median(denominator),
         "paired_median": statistics.median(paired),
+        "paired_median_ci95": [low, high],
         "paired_min": min(paired),
         "paired_max": max(paired),
         "ratio_of_minimums": min(numerator) / min(denominator),

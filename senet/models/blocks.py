@@ -16,7 +16,8 @@ full-size activation saved for backward beyond the plain unit's (see :mod:`senet
 tail does not call the SE block's or the norm's ``forward``, so a unit whose SE block or last norm carries
 forward hooks (analysis, mask plumbing) takes the plain path; hooks on ``se.gate`` still fire either way.
 Where the branch ends in its norm, the residual addition is written over the norm's output (``out +=
-shortcut``, as timm's and torchvision's units do): autograd does not keep that tensor.
+shortcut``, as timm's and torchvision's units do): autograd does not keep that tensor; without autograd
+the addition and the ReLU run as one pass (:func:`senet.layers.fused.add_relu_`).
 
 Module names follow timm's ``timm/models/resnet.py``: ``conv1, bn1, act1, conv2, bn2, act2, conv3, bn3,
 act3`` (basic block: ``conv1, bn1, act1, conv2, bn2, act2``), ``se`` (``fc1``/``fc2``), ``downsample``
@@ -31,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from senet.layers.fused import conv_bn_se_add_relu
+from senet.layers.fused import add_relu_, conv_bn_se_add_relu
 from senet.layers.nd import avg_pool_nd, conv_nd, norm_nd
 from senet.models.integration import BlockAttention
 from senet.models.specs import StageSpec
@@ -104,7 +105,7 @@ class _ResidualUnit(nn.Module):
     se: nn.Module | None
     downsample: nn.Module | None
     branch: Callable[[torch.Tensor], torch.Tensor]
-    final_act: Callable[[torch.Tensor], torch.Tensor]
+    final_act: nn.Module
 
     def _setup(
         self, attention: BlockAttention | None, downsample: nn.Module | None, branch_ends_in_norm: bool = True
@@ -122,6 +123,13 @@ class _ResidualUnit(nn.Module):
             return False
         observed = (m._forward_hooks or m._forward_pre_hooks for m in (self.se, self.tail_modules()[1]))
         return not any(observed)
+
+    def _relu_follows_addition(self) -> bool:
+        """Whether ``final_act(out + shortcut)`` is a plain ReLU right after the addition (no ``post`` SE, no
+        hooks), so that both may run as one pass (:func:`~senet.layers.fused.add_relu_`)."""
+        act = self.final_act
+        observed = act._forward_hooks or act._forward_pre_hooks
+        return type(act) is nn.ReLU and not observed and (self.se is None or self.integration != "post")
 
     def _inside(self, x: torch.Tensor, act: nn.Module) -> torch.Tensor:
         """The activation after the 3x3 conv's BN, with SE before or after it for ``integration="inside"``."""
@@ -145,6 +153,8 @@ class _ResidualUnit(nn.Module):
         if se is not None and self.integration == "standard":
             out = se(out) + shortcut  # the attention block's output may be saved by autograd
         elif self.branch_ends_in_norm:
+            if self._relu_follows_addition():
+                return add_relu_(out, shortcut)  # relu(out + shortcut) written over the norm's fresh output
             out += shortcut  # the norm's fresh output, not saved for backward (as timm and torchvision do)
         else:
             out = out + shortcut
@@ -199,8 +209,10 @@ class BasicBlock(_ResidualUnit):
         x = self.bn2(self.conv2(self.branch_body(x)))  # (N, C_in, *S) -> (N, C_out, *S/s)
         return x if self.act_branch is None else self.act_branch(x)
 
-    def final_act(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act2(x)
+    @property
+    def final_act(self) -> nn.Module:
+        """The activation after the residual addition."""
+        return self.act2
 
 
 class Bottleneck(_ResidualUnit):
@@ -252,5 +264,7 @@ class Bottleneck(_ResidualUnit):
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn3(self.conv3(self.branch_body(x)))  # (N, C_in, *S) -> (N, C_out, *S/s)
 
-    def final_act(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act3(x)
+    @property
+    def final_act(self) -> nn.Module:
+        """The activation after the residual addition."""
+        return self.act3
