@@ -11,15 +11,8 @@ import torch.nn as nn
 
 from senet.layers import SqueezeExcite, norm_nd
 from senet.layers.eca import ECA
-from senet.layers.fused import (
-    batch_norm_affine,
-    bn_se_add_relu,
-    channel_dot,
-    fusable,
-    scale_add_relu,
-    squeeze_excite,
-    squeeze_mean,
-)
+from senet.layers.fused import batch_norm_affine, bn_se_add_relu, fusable, scale_add_relu
+from senet.layers.se_ops import channel_dot, squeeze_excite, squeeze_mean
 
 SHAPES = {1: (3, 16, 11), 2: (3, 16, 5, 6), 3: (2, 16, 3, 4, 5)}
 
@@ -258,13 +251,15 @@ def test_tracing_takes_the_plain_formula():
 
 
 def test_chunked_backward_matches_unchunked(monkeypatch):
-    import senet.layers.fused as fused
+    from senet.layers import se_ops
 
     bn, se = _unit(2)
     c, identity = _inputs((5, 16, 4, 4), channels_last=True)
     out = bn_se_add_relu(c, copy.deepcopy(bn), copy.deepcopy(se), identity)
     whole = _grads(out, [c, identity], [])
-    monkeypatch.setattr(fused, "_CHUNK_BYTES", 16 * 4 * 4 * 4 * 2)  # two examples per chunk, the last one alone
+    assert se_ops._chunk_rows(c) >= 5  # the whole batch in one chunk
+    monkeypatch.setattr(se_ops, "_CHUNK_BYTES", 16 * 4 * 4 * 4 * 2)  # two examples per chunk, the last one alone
+    assert se_ops._chunk_rows(c) == 2
     out = bn_se_add_relu(c, copy.deepcopy(bn), copy.deepcopy(se), identity)
     for a, b in zip(_grads(out, [c, identity], []), whole):
         torch.testing.assert_close(a, b)
@@ -618,7 +613,7 @@ def _aten_ops(fn, *args):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("layouts", [("nchw", "nchw"), ("cl", "cl"), ("cl", "nchw")])
 def test_add_relu_equals_add_then_relu(dtype, layouts):
-    from senet.layers.fused import add_relu_
+    from senet.layers.se_ops import add_relu_
 
     torch.manual_seed(0)
     fmt = {"nchw": torch.contiguous_format, "cl": torch.channels_last}
@@ -631,7 +626,7 @@ def test_add_relu_equals_add_then_relu(dtype, layouts):
 
 
 def test_add_relu_with_autograd_takes_the_plain_ops():
-    from senet.layers.fused import add_relu_
+    from senet.layers.se_ops import add_relu_
 
     a = torch.randn(2, 4, 3, 3, requires_grad=True)
     y = torch.randn(2, 4, 3, 3)

@@ -26,7 +26,6 @@ against the plain formula computed in float64; a candidate that disagrees stops 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,7 +34,8 @@ import torch.nn as nn
 
 from senet.bench.timing import interleaved, summarize
 from senet.layers import SqueezeExcite, norm_nd
-from senet.layers.fused import add_relu_, bn_se_add_relu
+from senet.layers.fused import bn_se_add_relu
+from senet.layers.se_ops import add_relu_
 
 __all__ = ["BlockCase", "FULL_CASES", "QUICK_CASES", "ResidualTail", "make_peers", "run_block_case", "reference_se"]
 
@@ -140,7 +140,7 @@ class ResidualTail(nn.Module):
     """The end of a residual unit, ``relu(SE(bn(c)) + identity)``, computed as ``kind`` says.
 
     ``"plain"``: no SE, senet's plain unit: ``bn``, then the addition and ReLU in place
-    (:func:`~senet.layers.fused.add_relu_`: one pass without autograd, ``add_`` and ``relu_`` with it, as
+    (:func:`~senet.layers.se_ops.add_relu_`: one pass without autograd, ``add_`` and ``relu_`` with it, as
     timm's plain Bottleneck); ``"peer"``: ``se`` is any SE module, run as timm's SE-ResNet Bottleneck does
     (``add_``, ``relu_``; without ``se`` timm's plain Bottleneck); ``"fused"``: senet's :func:`~senet.layers.fused.bn_se_add_relu`.
     """

@@ -14,8 +14,6 @@ gradients are checked against autograd and by ``gradcheck``):
 - :func:`scale_add_relu`: ``relu(x * s + identity)`` as one ``addcmul`` and an in-place ReLU (the
   original Caffe release's Axpy layer), with a hand-written backward; it keeps ``x`` for backward,
   like the plain formula.
-- :func:`squeeze_excite`: the stand-alone block ``x * s(mean_p(x))`` (what ``SqueezeExcite.forward``
-  runs), whose backward writes the input gradient ``dY * s + gz / P`` in one pass instead of two.
 - :func:`bn_se_add_relu`: ``relu(se(bn(c)) + identity)`` for a batch norm ``bn`` followed by a
   :class:`~senet.layers.se.SqueezeExcite`. The norm is a per-channel affine map, ``u = alpha * c + beta``,
   and batch norm already saves ``c`` for its own backward; so the gate gradient is recomputed as
@@ -26,7 +24,10 @@ gradients are checked against autograd and by ``gradcheck``):
 In eval mode without autograd (the norm uses its running statistics) the tail needs no pass over ``u`` for
 the squeeze at all: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)`` taken on the 1x1
 convolution's input where that is cheaper (see :func:`conv_bn_se_add_relu`), and the reweighting rides on
-the addition (NCHW) or on the norm (channels-last), so the SE unit makes the plain unit's full-size passes.
+the norm, so the SE unit makes the plain unit's two full-size passes (the norm, then the addition and
+ReLU in one, :func:`~senet.layers.se_ops.add_relu_`).
+
+The stand-alone block's lean backward and the shared one-pass helpers live in :mod:`senet.layers.se_ops`.
 
 The backwards walk the batch in cache-sized chunks, so the masked gradient ``g' = g * (out > 0)`` is read
 from cache by the ops that need it (``sum_p(g' * u)``, ``sum_p(g')``), and the squeeze's backward writes
@@ -40,7 +41,6 @@ computes the plain formula (:func:`fusable` says when the fused path applies).
 
 from __future__ import annotations
 
-import collections
 import math
 
 import torch
@@ -48,79 +48,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from senet.layers.checks import check_input
+from senet.layers.se_ops import (
+    _chunk_rows,
+    _Link,
+    _plain_only,
+    _scale_shift,
+    _SqueezeInput,
+    add_relu_,
+    channel_dot,
+    squeeze_mean,
+)
 
 __all__ = [
-    "squeeze_mean",
-    "channel_dot",
-    "squeeze_excite",
     "scale_add_relu",
-    "add_relu_",
     "batch_norm_affine",
     "bn_se_add_relu",
     "conv_bn_se_add_relu",
     "fusable",
 ]
-
-
-def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
-    """Global average pooling ``(N, C, *S) -> (N, C)``, the fastest way for the layout and autograd state.
-
-    Same values as ``x.mean(spatial dims)`` up to rounding. With autograd it is ``sum / P``, whose
-    backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd, a
-    channels-last tensor (any rank: channels have stride 1) is pooled by ``avg_pool2d`` over a
-    ``(N, C, P, 1)`` channels-last view, whose kernel adds whole channel vectors (torch's strided
-    reduction behind ``mean`` runs 20-45% slower there), or, for 2-D and 3-D inputs with at most 256
-    positions, as a batched product with a vector of ``1/P`` (faster still there). Contiguous (NCHW)
-    tensors, and everything under ``torch.jit.trace``, use ``mean``. Measured on a 2-core AMD EPYC at
-    ResNet-50's stage shapes, batch 32: see ``benchmarks/README.md``.
-    """
-    dims = tuple(range(2, x.ndim))
-    positions = math.prod(x.shape[2:])
-    if torch.jit.is_tracing():  # one graph whatever the autograd state (the tracer checks this)
-        return x.mean(dims)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return x.sum(dims) / positions
-    n, channels = x.shape[:2]
-    rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last
-    if positions <= 1 or channels <= 1 or not rows.is_contiguous() or not x.is_floating_point():
-        return x.mean(dims)
-    rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
-    if x.ndim > 3 and positions <= 256:
-        weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
-        return torch.bmm(weights, rows).view(n, channels)  # (N, C)
-    column = rows.unsqueeze(2).permute(0, 3, 1, 2)  # (N, C, P, 1), channels-last
-    return F.avg_pool2d(column, (positions, 1)).view(n, channels)  # (N, C)
-
-
-# dtypes of torch's one-pass ``relu(x + y)`` CPU kernel (``aten._add_relu_``; bfloat16/half raise inside it)
-_ADD_RELU_DTYPES = (torch.float32, torch.float64)
-
-
-def add_relu_(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``x = relu(x + other)`` in place; returns x. The residual unit's addition and ReLU in one pass.
-
-    Uses torch's fused CPU kernel ``aten._add_relu_`` (one read of each operand and one write, instead of
-    the two passes of ``x.add_(other).relu_()``: ~30% faster on ResNet-50's stage shapes) where it
-    applies: CPU tensors of the same shape and dtype (float32 or float64), no autograd recording (the
-    kernel has no derivative), eager execution (``torch.compile`` fuses the two ops itself; TorchScript,
-    tracing, export and ``torch.func`` see the plain ops). Elsewhere it is ``x.add_(other).relu_()``.
-    """
-    if (
-        _plain_only(x)
-        or torch.compiler.is_compiling()
-        or x.device.type != "cpu"
-        or x.dtype not in _ADD_RELU_DTYPES
-        or other.dtype != x.dtype
-        or other.shape != x.shape
-        or (torch.is_grad_enabled() and (x.requires_grad or other.requires_grad))
-    ):
-        return x.add_(other).relu_()
-    return torch.ops.aten._add_relu_(x, other)
-
-
-def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sum_p a[n, c, p] * b[n, c, p]``: ``(N, C, *S), (N, C, *S) -> (N, C)``, any memory layout."""
-    return (a * b).sum(tuple(range(2, a.ndim)))
 
 
 def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> None:
@@ -133,16 +78,6 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
     if not isinstance(s, torch.Tensor) or tuple(s.shape) != gate_shape:
         got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
         raise ValueError(f"s must have shape (N, C, 1, ..., 1) = {gate_shape}, got {got}")
-
-
-# The backward works through the batch in chunks of about this many bytes per tensor, so that the
-# intermediate g' stays in cache between the ops that read it (one pass over memory instead of four).
-_CHUNK_BYTES = 1 << 20
-
-
-def _chunk_rows(t: torch.Tensor) -> int:
-    """How many examples of ``t`` make one chunk of about ``_CHUNK_BYTES`` (at least one)."""
-    return max(1, _CHUNK_BYTES // max(1, t[0].numel() * t.element_size()))
 
 
 def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True):
@@ -178,114 +113,6 @@ def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True
     if beta is not None:
         dot = alpha.view(1, -1) * dot + beta.view(1, -1) * g_sum  # sum_p g' (alpha x + beta)
     return grad_u, dot.to(s.dtype).view_as(s), g
-
-
-def _chunked_channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """:func:`channel_dot` through the batch in cache-sized chunks: the product is never written to memory."""
-    dims = tuple(range(2, a.ndim))
-    dot = a.new_empty(a.shape[:2])  # (N, C)
-    step = _chunk_rows(a)
-    scratch = torch.empty_like(a[:step])
-    for start in range(0, a.shape[0], step):
-        rows = slice(start, start + step)
-        product = scratch[: a[rows].shape[0]]
-        torch.sum(torch.mul(a[rows], b[rows], out=product), dims, out=dot[rows])
-    return dot
-
-
-def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """``x * scale + shift`` with ``scale``, ``shift`` of shape ``(N, C, 1, ..., 1)``, in one pass.
-
-    For a contiguous (NCHW) ``x`` this is an inference-mode batch norm over ``N * C`` channels of ``P``
-    positions (mean 0, variance 1, eps 0: ``alpha = scale``, ``beta = shift``), whose kernel is vectorised
-    along the positions; ``addcmul`` with two operands broadcast along the innermost dimension is not, and
-    runs 1.6x slower than ``x * scale`` there. Channels-last tensors take ``addcmul`` (channels innermost).
-    """
-    n, channels, positions = x.shape[0], x.shape[1], math.prod(x.shape[2:])
-    same_dtype = x.dtype == scale.dtype == shift.dtype
-    if not same_dtype or positions == 1 or not x.is_contiguous():
-        return torch.addcmul(shift, x, scale)
-    rows = n * channels
-    zeros, ones = x.new_zeros(rows), x.new_ones(rows)  # the "running" mean and variance
-    weight, bias = scale.reshape(rows), shift.reshape(rows)
-    return F.batch_norm(x.view(1, rows, positions), zeros, ones, weight, bias, False, 0.0, 0.0).view(x.shape)
-
-
-class _Link:
-    """Hands the reweighting's input gradient to the squeeze's backward, so that both are written in one pass.
-
-    In ``y = x * s(mean_p(x))`` the input x has two consumers, the squeeze and the reweighting, whose
-    gradients autograd would add in an extra pass over full-size tensors. The reweighting's backward runs
-    first (the squeeze's gradient needs ``ds``): it stores its unscaled input gradient ``g`` (``dY``, or
-    ``g' = dY * (out > 0)`` in a residual unit) and s here and returns None for x; the squeeze's backward
-    then returns the whole ``dX = g * s + gz / P`` in one pass (:meth:`input_grad`). Under
-    ``create_graph=True`` both return their own plain, differentiable gradients instead.
-    """
-
-    def __init__(self) -> None:
-        self.grad: torch.Tensor | None = None
-        self.s: torch.Tensor | None = None
-
-    @staticmethod
-    def input_grad(link: _Link | None, grad_z: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """The squeeze input's gradient: ``gz / P`` at every position, plus the ``g * s`` stored in ``link``."""
-        mean_grad = (grad_z / math.prod(shape[2:])).view(*shape[:2], *([1] * (len(shape) - 2)))  # gz / P
-        if link is None or link.grad is None:  # no link (compiling), create_graph=True, or only gates used
-            return mean_grad.expand(shape)
-        grad, s, link.grad, link.s = link.grad, link.s, None, None
-        return _scale_shift(grad, s, mean_grad).to(grad.dtype)  # g * s + gz / P
-
-    @staticmethod
-    def made_from(s: torch.Tensor, z: torch.Tensor, limit: int = 64) -> bool:
-        """Whether ``s`` was computed from ``z`` (z's autograd node among the first ``limit`` of s's graph):
-        only then is the squeeze's backward sure to run and to collect the stored gradient."""
-        queue, seen = collections.deque([s.grad_fn]), 0
-        while queue and seen < limit:
-            node = queue.popleft()
-            if node is z.grad_fn:
-                return True
-            if node is not None:
-                seen += 1
-                queue.extend(next_node for next_node, _ in node.next_functions)
-        return False
-
-
-class _SqueezeInput(torch.autograd.Function):
-    """``z = mean_p(x)`` by the fastest no-grad route (:func:`squeeze_mean`); backward through the link."""
-
-    @staticmethod
-    def forward(ctx, x, link):
-        ctx.link, ctx.shape = link, x.shape
-        return squeeze_mean(x)  # (N, C)
-
-    @staticmethod
-    def backward(ctx, grad_z):
-        return _Link.input_grad(ctx.link, grad_z, ctx.shape), None
-
-
-class _Reweight(torch.autograd.Function):
-    """``y = x * s``; saves x and s, as the plain product does.
-
-    Backward: ``ds = sum_p(dY * x)`` through the batch in cache-sized chunks (the product is never written
-    to memory); x's gradient ``dY * s`` is left to the squeeze's backward where a :class:`_Link` is given.
-    """
-
-    @staticmethod
-    def forward(ctx, x, s, link):
-        ctx.link = link
-        ctx.save_for_backward(x, s)
-        return x * s  # (N, C, *S) * (N, C, 1, ..., 1)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, s = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: plain, twice-differentiable formulas
-            return grad_y * s, channel_dot(grad_y, x).to(s.dtype).view_as(s), None
-        grad_s = _chunked_channel_dot(grad_y, x).to(s.dtype).view_as(s)  # sum_p dY * x
-        if ctx.link is not None:
-            ctx.link.grad, ctx.link.s = grad_y, s
-            return None, grad_s, None
-        return (grad_y * s if ctx.needs_input_grad[0] else None), grad_s, None
 
 
 class _ScaleAddReLU(torch.autograd.Function):
@@ -335,52 +162,6 @@ class _BNScaleAddReLU(torch.autograd.Function):
         if ctx.link is not None:
             ctx.link.grad, ctx.link.s = g, s
         return grad_u, grad_s, g, None, None, None, None, None
-
-
-def _plain_only(x: object) -> bool:
-    """Whether the hand-written Functions must not run: under TorchScript, ``torch.jit.trace``, ONNX
-    export, FX symbolic tracing (``x`` is a proxy) or ``torch.func`` transforms (they need the plain ops)."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return True
-    if isinstance(x, torch.fx.Proxy):
-        return True
-    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
-
-
-def _eager_autograd(x: torch.Tensor) -> bool:
-    """Whether :func:`squeeze_excite`'s Functions may run: eager execution with autograd recording (under
-    ``torch.compile`` the compiler fuses the plain formula itself), and not :func:`_plain_only`."""
-    return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not _plain_only(x)
-
-
-def squeeze_excite(x: torch.Tensor, se: nn.Module) -> torch.Tensor:
-    """``se(x) = x * se.excite(mean_p(x))`` for an average-squeeze SE block, with a lean backward.
-
-    Args:
-        x: the SE input X ``(N, C, *S)`` (any memory layout).
-        se: a :class:`~senet.layers.se.SqueezeExcite` with ``squeeze="avg"`` (any block with that
-            attribute and an ``excite(z, spatial_dims)`` method computing the gates from z ``(N, C)``
-            with its own parameters).
-
-    Same values as the plain formula (within float rounding) and the same gradients for ``x`` and every
-    parameter of ``se`` (the excitation runs in ordinary autograd, between two small Functions). With
-    autograd the backward makes four passes over full-size tensors instead of eight: ``ds = sum_p(dY * X)``
-    chunked through cache, then ``dX = dY * s + gz / P`` in one pass (the squeeze's gradient written with
-    the reweighting's instead of summed afterwards). It saves what the plain formula saves (x and s).
-    Without autograd, and under ``torch.compile`` (which fuses the plain formula itself), TorchScript,
-    tracing, export or ``torch.func`` transforms, it is the plain formula.
-    """
-    if getattr(se, "squeeze", None) != "avg" or not callable(getattr(se, "excite", None)):
-        raise ValueError(f"se must be an SE block with squeeze='avg' and an excite method, got {type(se).__name__}")
-    check_input(x, se.channels)
-    if not _eager_autograd(x):
-        return x * se.excite(squeeze_mean(x), x.ndim - 2)  # (N, C, *S) * (N, C, 1, ..., 1)
-    link = _Link() if x.requires_grad else None
-    z = _SqueezeInput.apply(x, link) if link is not None else squeeze_mean(x)  # (N, C)
-    s = se.excite(z, x.ndim - 2)  # (N, C, 1, ..., 1)
-    if not s.requires_grad:
-        return x * s
-    return _Reweight.apply(x, s, link if link is not None and _Link.made_from(s, z) else None)  # x * s
 
 
 def scale_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from senet.layers.checks import check_choice, check_input, check_mask, excitation_width
-from senet.layers.fused import scale_add_relu, squeeze_excite, squeeze_mean
+from senet.layers.fused import scale_add_relu
+from senet.layers.se_ops import squeeze_excite, squeeze_mean
 
 __all__ = ["SqueezeExcite", "LocalChannelGate", "OnePlusTanh", "GATES", "SQUEEZES", "global_pool", "lengths_to_mask"]
 

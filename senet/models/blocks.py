@@ -17,7 +17,7 @@ tail does not call the SE block's or the norm's ``forward``, so a unit whose SE 
 forward hooks (analysis, mask plumbing) takes the plain path; hooks on ``se.gate`` still fire either way.
 Where the branch ends in its norm, the residual addition is written over the norm's output (``out +=
 shortcut``, as timm's and torchvision's units do): autograd does not keep that tensor; without autograd
-the addition and the ReLU run as one pass (:func:`senet.layers.fused.add_relu_`).
+the addition and the ReLU run as one pass (:func:`senet.layers.se_ops.add_relu_`).
 
 Module names follow timm's ``timm/models/resnet.py``: ``conv1, bn1, act1, conv2, bn2, act2, conv3, bn3,
 act3`` (basic block: ``conv1, bn1, act1, conv2, bn2, act2``), ``se`` (``fc1``/``fc2``), ``downsample``
@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from senet.layers.fused import add_relu_, conv_bn_se_add_relu
+from senet.layers.fused import conv_bn_se_add_relu
+from senet.layers.se_ops import add_relu_
 from senet.layers.nd import avg_pool_nd, conv_nd, norm_nd
 from senet.models.integration import BlockAttention
 from senet.models.specs import StageSpec
@@ -126,7 +127,7 @@ class _ResidualUnit(nn.Module):
 
     def _relu_follows_addition(self) -> bool:
         """Whether ``final_act(out + shortcut)`` is a plain ReLU right after the addition (no ``post`` SE, no
-        hooks), so that both may run as one pass (:func:`~senet.layers.fused.add_relu_`)."""
+        hooks), so that both may run as one pass (:func:`~senet.layers.se_ops.add_relu_`)."""
         act = self.final_act
         observed = act._forward_hooks or act._forward_pre_hooks
         return type(act) is nn.ReLU and not observed and (self.se is None or self.integration != "post")
