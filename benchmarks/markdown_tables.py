@@ -1,6 +1,7 @@
 """Print the Markdown tables of benchmarks/README.md from a saved result file.
 
     python benchmarks/markdown_tables.py benchmarks/results/cpu-1thread.json
+    python benchmarks/markdown_tables.py benchmarks/results/cpu-1thread-pair.json   # model_pair.py's output
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def block_table(run: dict) -> list[str]:
 
 
 def model_table(run: dict) -> list[str]:
-    """Ratio of medians, [min, max] and median of the per-repeat ratios, ratio of the minimums."""
+    """Ratio of medians, [min, max], median and its 95% interval of the per-repeat ratios, ratio of the minimums."""
     models = run["models"]
     lines = ["| mode | layout | " + " | ".join(r for r in models["timings"][0]["ratios"]) + " |"]
     lines.append("| --- | --- | " + " | ".join("---:" for _ in models["timings"][0]["ratios"]) + " |")
@@ -57,9 +58,10 @@ def model_table(run: dict) -> list[str]:
         for pair in row["ratios"]:
             a, b = pair.split("/")
             v = ratio(row["results"][a]["samples_s"], row["results"][b]["samples_s"])
+            low, high = v["paired_median_ci95"]
             cells.append(
                 f"{v['ratio']:.3f} [{v['paired_min']:.2f}, {v['paired_max']:.2f}] paired {v['paired_median']:.3f}"
-                f" min {v['ratio_of_minimums']:.3f}"
+                f" ({low:.3f}-{high:.3f}) min {v['ratio_of_minimums']:.3f}"
             )
         lines.append(f"| {row['mode']} | {row['layout']} | " + " | ".join(cells) + " |")
     return lines
@@ -91,6 +93,8 @@ def memory_table(run: dict) -> list[str]:
 
 def main() -> None:
     results = json.loads(Path(sys.argv[1]).read_text())
+    if "runs" not in results:  # model_pair.py: one run, senet's allocator setting, inference only
+        results = {"runs": {"tuned": {"models": results["models"], "mallopt": results.get("mallopt")}}}
     for allocator, run in results["runs"].items():
         print(f"### allocator: {allocator} {run.get('mallopt') or ''}\n")
         if "blocks" in run:

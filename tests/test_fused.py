@@ -667,3 +667,87 @@ def test_eval_units_add_and_relu_in_one_pass(arch, monkeypatch):
     model.train()
     names, out = _aten_ops(model, x)  # training with autograd: the plain ops (the kernel has no derivative)
     assert "_add_relu_.Tensor" not in names and out.requires_grad
+
+
+@pytest.mark.parametrize(
+    "norm_kwargs,train",
+    [
+        ({}, True),
+        ({}, False),  # running statistics with autograd (a frozen norm being fine-tuned through)
+        ({"affine": False}, True),
+        ({"momentum": None}, True),  # cumulative moving average
+        ({"track_running_stats": False}, True),
+        ({"track_running_stats": False}, False),  # batch statistics in eval mode too
+    ],
+)
+@pytest.mark.parametrize("route", ["bn", "conv"])
+def test_fused_norm_backward_matches_torch(norm_kwargs, train, route):
+    """The tail's one-pass norm backward (no ``native_batch_norm_backward`` call) against the plain unit:
+    input, shortcut and parameter gradients and the running statistics, for every batch-norm setting."""
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 1, bias=False)
+    bn = nn.BatchNorm2d(16, **norm_kwargs)
+    se = SqueezeExcite(16, reduction=4)
+    if bn.weight is not None:
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_()
+    if bn.running_mean is not None:
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0)
+    ref = [copy.deepcopy(m) for m in (conv, bn, se)]
+    for m in (conv, bn, se, *ref):
+        m.train(train)
+    h = (torch.randn(3, 8, 5, 6) + 0.7).requires_grad_()
+    identity = torch.randn(3, 16, 5, 6, requires_grad=True)
+    if route == "conv":
+        fused = lambda: conv_bn_se_add_relu(h, conv, bn, se, identity)  # noqa: E731
+    else:
+        fused = lambda: bn_se_add_relu(conv(h), bn, se, identity)  # noqa: E731
+    out = fused()
+    want = torch.relu(ref[2](ref[1](ref[0](h))) + identity)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    for name, buf in ref[1].named_buffers():
+        assert torch.equal(getattr(bn, name), buf), name
+    inputs = [h, identity, *(p for m in (conv, bn, se) for p in m.parameters())]
+    ref_inputs = [h, identity, *(p for m in ref for p in m.parameters())]
+    for seed in (1, 2):  # twice through the retained graph: the link starts clean
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+        names, got = _aten_ops(lambda: torch.autograd.grad(out, inputs, g, retain_graph=True))
+        assert "native_batch_norm_backward.default" not in names, "the fused norm backward did not run"
+        expected = torch.autograd.grad(want, ref_inputs, g, retain_graph=True)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_norm_backward_with_frozen_norm_and_partial_gradients():
+    """A frozen norm (no parameter gradients), and gradients asked for the shortcut alone, then for all."""
+    torch.manual_seed(0)
+    bn, se = _unit(2)
+    bn.weight.requires_grad_(False), bn.bias.requires_grad_(False)
+    bn_ref, se_ref = copy.deepcopy(bn), copy.deepcopy(se)
+    c, identity = _inputs((3, 16, 4, 5))
+    out = bn_se_add_relu(c, bn, se, identity)
+    g = torch.randn_like(out)
+    (only_identity,) = torch.autograd.grad(out, identity, g, retain_graph=True)
+    torch.testing.assert_close(only_identity, g * (out > 0))
+    got = torch.autograd.grad(out, [c, identity, *se.parameters()], g)
+    ref = _plain(c, bn_ref, se_ref, identity)
+    want = torch.autograd.grad(ref, [c, identity, *se_ref.parameters()], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert bn.weight.grad is None and bn.bias.grad is None
+
+
+def test_fused_norm_backward_falls_back_to_torch_where_it_must():
+    """bfloat16 (the norm's kernel accumulates in float32) and an excitation that ignores the squeeze keep
+    torch's norm backward."""
+    torch.manual_seed(0)
+    bn, se = _unit(2)
+    c, identity = _inputs((2, 16, 4, 4))
+    mods = [copy.deepcopy(m).to(torch.bfloat16) for m in (bn, se)]
+    cb, ib = (t.detach().to(torch.bfloat16).requires_grad_() for t in (c, identity))
+    out = bn_se_add_relu(cb, *mods, ib)
+    names, _ = _aten_ops(lambda: out.sum().backward())
+    assert "native_batch_norm_backward.default" in names
+    assert cb.grad is not None and cb.grad.dtype == torch.bfloat16

@@ -30,9 +30,12 @@ ReLU in one, :func:`~senet.layers.se_ops.add_relu_`).
 The stand-alone block's lean backward and the shared one-pass helpers live in :mod:`senet.layers.se_ops`.
 
 The backwards walk the batch in cache-sized chunks, so the masked gradient ``g' = g * (out > 0)`` is read
-from cache by the ops that need it (``sum_p(g' * u)``, ``sum_p(g')``), and the squeeze's backward writes
-the input gradient ``g' * s + gz / P`` in one pass (:class:`_Link`): about five passes over memory instead
-of ten. Under ``create_graph=True`` they use plain, twice-differentiable formulas. Everything is torch
+from cache by the ops that need it (``sum_p(g' * c)``, ``sum_p(g')``). The norm's output has two consumers
+(squeeze and reweighting) whose gradients autograd would add into ``du = g' * s + gz / P`` before the
+norm's backward reads it twice; instead the norm's backward (:class:`_Norm`, :class:`_TailLink`) takes
+its sums from those (N, C) numbers and writes its input gradient ``dc = a * g' + b * c + d`` in one
+go: the SE unit's backward then moves about one tensor's worth of memory more than the plain unit's (the
+read of ``c`` for ``ds``) instead of three. Under ``create_graph=True`` they use plain, twice-differentiable formulas. Everything is torch
 ops plus ``torch.autograd.Function``;
 ``torch.compile(fullgraph=True)`` traces it without graph breaks (and fuses the backward itself).
 Under TorchScript, ``torch.jit.trace``, FX symbolic tracing or ONNX export, :func:`bn_se_add_relu`
@@ -53,7 +56,6 @@ from senet.layers.se_ops import (
     _Link,
     _plain_only,
     _scale_shift,
-    _SqueezeInput,
     add_relu_,
     channel_dot,
     squeeze_mean,
@@ -83,9 +85,10 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
 def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True):
     """Gradients of ``out = relu(u * s + identity)`` with ``u = x`` (or ``u = alpha * x + beta`` per channel).
 
-    Returns ``(g' * s, ds, g')`` with ``g' = grad_out * (out > 0)`` and ``ds = sum_p(g' * u)`` shaped like s;
-    the first is None unless ``scale``. Under ``torch.compile`` and ``create_graph=True``, plain
-    (differentiable) ops; otherwise through the batch in cache-sized chunks.
+    Returns ``(g' * s, ds, g', dot, g_sum)`` with ``g' = grad_out * (out > 0)``, ``ds = sum_p(g' * u)``
+    shaped like s, and the sums it was made from, ``dot = sum_p(g' * x)`` and ``g_sum = sum_p(g')`` (N, C)
+    (``g_sum`` only with ``beta``); the first is None unless ``scale``. Under ``torch.compile`` and
+    ``create_graph=True``, plain (differentiable) ops; otherwise through the batch in cache-sized chunks.
     """
     n, channels = out.shape[:2]
     dims = tuple(range(2, out.ndim))
@@ -110,9 +113,8 @@ def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True
             torch.sum(torch.mul(g_rows, x[rows], out=product), dims, out=dot[rows])
             if g_sum is not None:
                 torch.sum(g_rows, dims, out=g_sum[rows])
-    if beta is not None:
-        dot = alpha.view(1, -1) * dot + beta.view(1, -1) * g_sum  # sum_p g' (alpha x + beta)
-    return grad_u, dot.to(s.dtype).view_as(s), g
+    ds = dot if beta is None else alpha.view(1, -1) * dot + beta.view(1, -1) * g_sum  # sum_p g' (alpha x + beta)
+    return grad_u, ds.to(s.dtype).view_as(s), g, dot, g_sum
 
 
 class _ScaleAddReLU(torch.autograd.Function):
@@ -127,7 +129,7 @@ class _ScaleAddReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, s, out = ctx.saved_tensors
-        return _residual_backward(grad_out, out, s, x)
+        return _residual_backward(grad_out, out, s, x)[:3]
 
 
 class _BNScaleAddReLU(torch.autograd.Function):
@@ -135,10 +137,11 @@ class _BNScaleAddReLU(torch.autograd.Function):
 
     Saves out, s, c, alpha and beta: ``c`` is the tensor batch norm saves anyway, so nothing full-size
     is kept for SE. Backward: ``g' = g * (out > 0)``, ``didentity = g'``,
-    ``ds = alpha * sum_p(g' * c) + beta * sum_p(g')`` (= ``sum_p(g' * u)``), and ``du = g' * s`` (left to
-    the squeeze's backward where a :class:`_Link` is given). Under ``create_graph=True``, u is recomputed
-    from c by the norm (without touching its running statistics) so that the gradients are differentiable
-    in c and the norm's parameters too.
+    ``ds = alpha * sum_p(g' * c) + beta * sum_p(g')`` (= ``sum_p(g' * u)``), and ``du = g' * s``; where a
+    :class:`_TailLink` is given, ``du`` is not written: ``g'`` and the two sums go to the norm's backward
+    (:class:`_Norm`), which writes the norm's input gradient in one pass. Under ``create_graph=True``, u is
+    recomputed from c by the norm (without touching its running statistics) so that the gradients are
+    differentiable in c and the norm's parameters too.
     """
 
     @staticmethod
@@ -156,11 +159,12 @@ class _BNScaleAddReLU(torch.autograd.Function):
             bn = ctx.bn
             stats = (None, None) if ctx.batch_stats else (bn.running_mean, bn.running_var)
             u = F.batch_norm(c, *stats, bn.weight, bn.bias, ctx.batch_stats, 0.0, bn.eps)  # with its history
-            grad_u, grad_s, g = _residual_backward(grad_out, out, s, u)
+            grad_u, grad_s, g = _residual_backward(grad_out, out, s, u)[:3]
             return grad_u, grad_s, g, None, None, None, None, None
-        grad_u, grad_s, g = _residual_backward(grad_out, out, s, c, alpha, beta, scale=ctx.link is None)
-        if ctx.link is not None:
-            ctx.link.grad, ctx.link.s = g, s
+        link = ctx.link
+        grad_u, grad_s, g, dot, g_sum = _residual_backward(grad_out, out, s, c, alpha, beta, scale=link is None)
+        if link is not None:
+            link.g, link.s, link.dot, link.g_sum = g, s, dot, g_sum
         return grad_u, grad_s, g, None, None, None, None, None
 
 
@@ -190,6 +194,14 @@ def batch_norm_affine(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
     not called. Returns ``(u, alpha, beta)`` with ``alpha``, ``beta`` of shape ``(C,)``, without autograd
     history (they are only used to recompute ``u`` in backward).
     """
+    u, mean, invstd, _ = _batch_norm(c, bn)
+    alpha, beta = _affine(mean, invstd, bn)
+    return u, alpha, beta
+
+
+def _batch_norm(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """``bn(c)`` as ``bn.forward`` computes it, with the statistics it used: ``(u, mean, invstd,
+    batch_stats)``; ``mean``, ``invstd`` of shape ``(C,)`` without history."""
     bn._check_input_dim(c)
     momentum = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -202,12 +214,115 @@ def batch_norm_affine(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
     u, mean, invstd = torch.native_batch_norm(
         c, bn.weight, bn.bias, running_mean, running_var, use_batch_stats, momentum, bn.eps
     )
+    if not use_batch_stats:  # eval: the running statistics
+        mean, invstd = running_mean, torch.rsqrt(running_var + bn.eps)
+    return u, mean.detach(), invstd.detach(), use_batch_stats
+
+
+def _affine(mean: torch.Tensor, invstd: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """``alpha, beta`` (C,) with ``bn(c) = alpha * c + beta`` for the statistics ``mean``, ``invstd``."""
     with torch.no_grad():
-        if not use_batch_stats:  # eval: the running statistics
-            mean, invstd = running_mean, torch.rsqrt(running_var + bn.eps)
         alpha = invstd if bn.weight is None else invstd * bn.weight
         beta = -mean * alpha if bn.bias is None else bn.bias - mean * alpha
-    return u, alpha.detach(), beta.detach()
+    return alpha.detach(), beta.detach()
+
+
+class _TailLink:
+    """What the fused tail's backwards hand to the norm's backward (:class:`_Norm`).
+
+    The norm's output u has two consumers, the squeeze and the reweighting, so its gradient is
+    ``du = g' * s + gz / P``, which the norm's backward would read twice (for its sums, then for its
+    input gradient) after autograd wrote it. Instead the reweighting's backward stores ``g'`` and the sums
+    ``sum_p(g' * c)``, ``sum_p(g')`` it computes anyway, the squeeze's backward stores ``gz``, both return
+    None for u, and :class:`_Norm` gets the norm's sums from these (N, C) numbers and writes ``dc`` in one
+    pass over ``g'`` and ``c``. Without a link (compiling), or where the reweighting's backward did not
+    run, each returns its own gradient of u and the norm's backward is torch's.
+    """
+
+    def __init__(self) -> None:
+        self.g: torch.Tensor | None = None
+        self.s: torch.Tensor | None = None
+        self.dot: torch.Tensor | None = None
+        self.g_sum: torch.Tensor | None = None
+        self.grad_z: torch.Tensor | None = None
+
+    def take(self):
+        """``(g, s, dot, g_sum, grad_z)`` if both consumers' backwards stored theirs (then cleared), else None."""
+        if self.g is None or self.grad_z is None:
+            return None
+        taken = self.g, self.s, self.dot, self.g_sum, self.grad_z
+        self.g = self.s = self.dot = self.g_sum = self.grad_z = None
+        return taken
+
+
+class _Norm(torch.autograd.Function):
+    """``u = bn(c)`` (torch's kernel, running statistics updated as ``bn.forward`` does) and ``alpha, beta``.
+
+    Backward: where the :class:`_TailLink` holds the consumers' results, the norm's input gradient for
+    ``du = g' * s + gz / P`` in one pass: per example and channel ``dc = a * g' + b * c + d``, with the norm's
+    sums ``sum du = sum_n (s * sum_p g' + gz)`` and ``sum du * x_hat = invstd * sum_n (s * (sum_p g' c -
+    mean * sum_p g') + gz * (mean_p c - mean))`` taken from (N, C) numbers (``mean_p c`` is the squeeze's
+    ``pooled_c``); the weight and bias gradients are those two sums. Otherwise torch's
+    ``native_batch_norm_backward`` on the gradient of u (also under ``create_graph=True``, where it records
+    its own graph).
+    """
+
+    @staticmethod
+    def forward(ctx, c, weight, bias, bn, link, pooled_c):
+        u, mean, invstd, batch_stats = _batch_norm(c, bn)
+        alpha, beta = _affine(mean, invstd, bn)
+        ctx.save_for_backward(c, weight, mean, invstd, None if batch_stats else bn.running_var, pooled_c)
+        ctx.batch_stats, ctx.eps, ctx.link = batch_stats, bn.eps, link
+        ctx.mark_non_differentiable(alpha, beta)
+        ctx.set_materialize_grads(False)
+        return u, alpha, beta
+
+    @staticmethod
+    def backward(ctx, grad_u, _alpha, _beta):
+        c, weight, mean, invstd, running_var, pooled_c = ctx.saved_tensors
+        taken = ctx.link.take() if ctx.link is not None and not torch.is_grad_enabled() else None
+        if taken is not None:
+            grads = _fused_norm_backward(taken, c, weight, mean, invstd, pooled_c, ctx.batch_stats)
+            return (*(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad)), None, None, None)
+        if grad_u is None:
+            return None, None, None, None, None, None
+        train = ctx.batch_stats
+        grads = torch.ops.aten.native_batch_norm_backward(
+            grad_u,
+            c,
+            weight,
+            None if train else mean,  # eval: the running statistics
+            None if train else running_var,
+            mean if train else None,  # training: the batch statistics
+            invstd if train else None,
+            train,
+            ctx.eps,
+            list(ctx.needs_input_grad[:3]),
+        )
+        return (*grads, None, None, None)
+
+
+def _fused_norm_backward(taken, c, weight, mean, invstd, pooled_c, batch_stats):
+    """``(dc, dweight, dbias)`` of batch norm for ``du = g' * s + gz / P`` from the stored (N, C) sums: see
+    :class:`_Norm`. ``dc = a * g' + b * c + d`` in one pass (``b = 0`` with running statistics)."""
+    g, s, dot, g_sum, grad_z = taken
+    n, channels = c.shape[:2]
+    positions = math.prod(c.shape[2:])
+    s = s.reshape(n, channels).to(dot.dtype)
+    w = invstd if weight is None else invstd * weight  # (C,)
+    grad_bias = (s * g_sum + grad_z).sum(0)  # sum du (C,)
+    grad_weight = invstd * (s * (dot - mean * g_sum) + grad_z * (pooled_c - mean)).sum(0)  # sum du * x_hat
+    a = w * s  # (N, C)
+    d = w * grad_z / positions  # (N, C)
+    if batch_stats:  # the gradient through the batch mean and variance
+        count = n * positions
+        b = -w * invstd * grad_weight / count  # (C,)
+        d = d - (w * grad_bias / count + b * mean)
+    shape = (n, channels) + (1,) * (c.ndim - 2)
+    dc = _scale_shift(g, a.view(shape).to(g.dtype), d.view(shape).to(g.dtype))  # a * g' + d
+    if batch_stats:
+        dc.addcmul_(c, b.view(1, channels, *shape[2:]).to(c.dtype))  # + b * c
+    return dc, grad_weight, grad_bias
 
 
 def fusable(bn: nn.Module, se: nn.Module | None, c: torch.Tensor | None = None) -> bool:
@@ -227,8 +342,8 @@ class _SqueezeOf(torch.autograd.Function):
     """``z = mean_p(u)``, its value ``alpha * pooled_c + beta`` computed from the pooled norm input.
 
     ``u = alpha * c + beta`` per channel, so ``mean_p(u) = alpha * mean_p(c) + beta`` exactly (up to
-    rounding); the backward is that of ``mean_p(u)`` (``gz / P`` at every position), plus the
-    reweighting's gradient for u where a :class:`_Link` carries it.
+    rounding); the backward is that of ``mean_p(u)`` (``gz / P`` at every position), or, where the
+    :class:`_TailLink` holds the reweighting's results, ``gz`` handed to the norm's backward.
     """
 
     @staticmethod
@@ -238,7 +353,13 @@ class _SqueezeOf(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_z):
-        return _Link.input_grad(ctx.link, grad_z, ctx.shape), None, None, None, None
+        link = ctx.link
+        if link is not None and link.g is not None and not torch.is_grad_enabled():
+            link.grad_z = grad_z  # the norm's backward writes the whole du
+            return None, None, None, None, None
+        shape = ctx.shape
+        mean_grad = (grad_z / math.prod(shape[2:])).view(*shape[:2], *([1] * (len(shape) - 2)))  # gz / P
+        return mean_grad.expand(shape), None, None, None, None
 
 
 def _pointwise_conv(conv: nn.Module) -> bool:
@@ -330,6 +451,17 @@ def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
     return add_relu_(out, identity)  # relu(s * u + identity)
 
 
+def _fused_norm_backward_applies(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> bool:
+    """Whether the norm's backward may be fused with the tail's (:class:`_TailLink`): eager execution (the
+    compiler fuses the backward itself) and float32/float64 tensors and parameters of one dtype."""
+    params = [t for t in (bn.weight, bn.running_mean) if t is not None]
+    return (
+        not torch.compiler.is_compiling()
+        and c.dtype in (torch.float32, torch.float64)
+        and all(t.dtype == c.dtype for t in params)
+    )
+
+
 def _se_residual_tail(c, bn, se, identity, pooled_c=None):
     """The fused tail; ``pooled_c`` is ``mean_p(c)`` ``(N, C)`` when known more cheaply than pooling u."""
     if not _checked_same_dtype(c, se, identity):
@@ -338,15 +470,21 @@ def _se_residual_tail(c, bn, se, identity, pooled_c=None):
         u = bn(c)
         s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
         return torch.addcmul(identity, u, s, out=u).relu_()
-    u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
     if not torch.is_grad_enabled():
+        u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
         z = squeeze_mean(u) if pooled_c is None else (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
         return torch.addcmul(identity, u, se.excite(z, c.ndim - 2), out=u).relu_()
-    link = None if torch.compiler.is_compiling() else _Link()  # (the compiler fuses the backward itself)
-    z = _SqueezeInput.apply(u, link) if pooled_c is None else _SqueezeOf.apply(u, pooled_c, alpha, beta, link)
+    if pooled_c is None:
+        pooled_c = squeeze_mean(c.detach())  # mean_p(c) (N, C), values only
+    link = _TailLink() if _fused_norm_backward_applies(c, bn) else None
+    if link is not None:
+        u, alpha, beta = _Norm.apply(c, bn.weight, bn.bias, bn, link, pooled_c)  # (N, C, *S), (C,), (C,)
+    else:
+        u, alpha, beta = batch_norm_affine(c, bn)
+    z = _SqueezeOf.apply(u, pooled_c, alpha, beta, link)  # mean_p(u) (N, C)
     s = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
     if link is not None and not _Link.made_from(s, z):
-        link = None
+        link = None  # the reweighting returns its own gradient of u; the norm's backward is torch's
     return _BNScaleAddReLU.apply(u, s, identity, c, alpha, beta, bn, link)
 
 
