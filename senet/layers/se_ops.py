@@ -154,10 +154,11 @@ class _Link:
 
     In ``y = x * s(mean_p(x))`` the input x has two consumers, the squeeze and the reweighting, whose
     gradients autograd would add in an extra pass over full-size tensors. The reweighting's backward runs
-    first (the squeeze's gradient needs ``ds``): it stores its unscaled input gradient ``g`` (``dY``, or
-    ``g' = dY * (out > 0)`` in a residual unit) and s here and returns None for x; the squeeze's backward
-    then returns the whole ``dX = g * s + gz / P`` in one pass (:meth:`input_grad`). Under
-    ``create_graph=True`` both return their own plain, differentiable gradients instead.
+    first (the squeeze's gradient needs ``ds``): it stores its unscaled input gradient ``g = dY`` and s
+    here and returns None for x; the squeeze's backward then returns the whole ``dX = g * s + gz / P`` in
+    one pass (:meth:`input_grad`). Under ``create_graph=True`` both return their own plain,
+    differentiable gradients instead. (The fused residual tail hands its gradients on the same way, to
+    the norm's backward, and uses :meth:`made_from` too.)
     """
 
     def __init__(self) -> None:
@@ -177,6 +178,8 @@ class _Link:
     def made_from(s: torch.Tensor, z: torch.Tensor, limit: int = 64) -> bool:
         """Whether ``s`` was computed from ``z`` (z's autograd node among the first ``limit`` of s's graph):
         only then is the squeeze's backward sure to run and to collect the stored gradient."""
+        if z.grad_fn is None:  # z has no history: there is no squeeze backward to hand anything to
+            return False
         queue, seen = collections.deque([s.grad_fn]), 0
         while queue and seen < limit:
             node = queue.popleft()
