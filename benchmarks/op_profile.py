@@ -42,7 +42,9 @@ def _profile(model: torch.nn.Module, x: torch.Tensor, calls: int) -> tuple[Count
     return times, counts
 
 
-def profile_pair(layout: str, rounds: int, calls: int, batch: int = 8, image_size: int = 224) -> dict:
+def profile_pair(
+    layout: str, rounds: int, calls: int, batch: int = 8, image_size: int = 224, warmup: int = 6
+) -> dict:
     torch.manual_seed(0)
     x = torch.randn(batch, 3, image_size, image_size)
     models = {"se": create_model("seresnet50").eval(), "plain": create_model("resnet50").eval()}
@@ -51,7 +53,8 @@ def profile_pair(layout: str, rounds: int, calls: int, batch: int = 8, image_siz
         models = {name: m.to(memory_format=torch.channels_last) for name, m in models.items()}
     with torch.no_grad():
         for model in models.values():
-            model(x)  # warm-up
+            for _ in range(warmup):
+                model(x)  # warm-up (the allocator's heap settles over the first forwards)
     times = {name: Counter() for name in models}
     counts = {name: Counter() for name in models}
     for _ in range(rounds):
