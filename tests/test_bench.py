@@ -54,7 +54,11 @@ def test_median_interval_is_the_binomial_order_statistic_interval():
     assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) == (1.0, 6.0)  # n = 6: P(B = 0) = 1/64 <= 0.025
     assert median_interval([5.0]) == (5.0, 5.0)
     values = [float(v) for v in range(1, 102)]
-    assert median_interval(values, 0.5)[1] - median_interval(values, 0.5)[0] < median_interval(values)[1] - median_interval(values)[0]
+    (low50, high50), (low95, high95) = median_interval(values, 0.5), median_interval(values)
+    assert low95 < low50 <= high50 < high95  # a lower level, a narrower interval
+    many = [float(v) for v in range(2001)]  # no float overflow in 2**n
+    low, high = median_interval(many)
+    assert low < 1000.0 < high and high - low < 100
     with pytest.raises(ValueError, match="level"):
         median_interval([1.0, 2.0], level=1.0)
     with pytest.raises(ValueError, match="values"):

@@ -142,7 +142,8 @@ class ResidualTail(nn.Module):
     ``"plain"``: no SE, senet's plain unit: ``bn``, then the addition and ReLU in place
     (:func:`~senet.layers.se_ops.add_relu_`: one pass without autograd, ``add_`` and ``relu_`` with it, as
     timm's plain Bottleneck); ``"peer"``: ``se`` is any SE module, run as timm's SE-ResNet Bottleneck does
-    (``add_``, ``relu_``; without ``se`` timm's plain Bottleneck); ``"fused"``: senet's :func:`~senet.layers.fused.bn_se_add_relu`.
+    (``add_``, ``relu_``; without ``se`` timm's plain Bottleneck); ``"fused"``: senet's
+    :func:`~senet.layers.fused.bn_se_add_relu`.
     """
 
     def __init__(self, kind: str, bn: nn.Module, se: nn.Module | None = None) -> None:

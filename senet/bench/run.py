@@ -205,8 +205,8 @@ def _block_table(rows: list[dict]) -> list[str]:
     names = ["senet", "timm", "torchvision", "monai"]
     lines = [
         "SE block, median time / memory-bandwidth bound (3x bytes forward, 7x forward+backward, at the bandwidth "
-        "of a 256 MiB copy); in-model = (t(SE unit) - t(plain unit of the same library)) / bound; [copy]: the same against the bound "
-        "from copying the tensor itself (tighter where it fits in cache)",
+        "of a 256 MiB copy); in-model = (t(SE unit) - t(plain unit of the same library)) / bound; "
+        "[copy]: the same against the bound from copying the tensor itself (tighter where it fits in cache)",
         f"{'shape':<22} {'layout':<13} {'mode':<8} {'GB/s':>5} {'copy':>5} "
         + " ".join(f"{n:>11}" for n in names)
         + f" {'unit_plain':>10} {'in-model senet':>14} {'in-model timm':>13} {'senet [copy]':>12} {'in-model [copy]':>15}",

@@ -76,7 +76,7 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     ordered, n = sorted(values), len(values)
     tail, k, below = (1.0 - level) / 2.0, 0, 0.0  # below = P(Binomial(n, 1/2) < k + 1)
     while k < n // 2:
-        below += math.comb(n, k) / 2.0**n
+        below += math.comb(n, k) / 2**n  # exact integers: no overflow for large n
         if below > tail:
             break
         k += 1

@@ -35,8 +35,8 @@ from cache by the ops that need it (``sum_p(g' * c)``, ``sum_p(g')``). The norm'
 norm's backward reads it twice; instead the norm's backward (:class:`_Norm`, :class:`_TailLink`) takes
 its sums from those (N, C) numbers and writes its input gradient ``dc = a * g' + b * c + d`` in one
 go: the SE unit's backward then moves about one tensor's worth of memory more than the plain unit's (the
-read of ``c`` for ``ds``) instead of three. Under ``create_graph=True`` they use plain, twice-differentiable formulas. Everything is torch
-ops plus ``torch.autograd.Function``;
+read of ``c`` for ``ds``) instead of three. Under ``create_graph=True`` they use plain,
+twice-differentiable formulas. Everything is torch ops plus ``torch.autograd.Function``;
 ``torch.compile(fullgraph=True)`` traces it without graph breaks (and fuses the backward itself).
 Under TorchScript, ``torch.jit.trace``, FX symbolic tracing or ONNX export, :func:`bn_se_add_relu`
 computes the plain formula (:func:`fusable` says when the fused path applies).
