@@ -357,9 +357,7 @@ class _SqueezeOf(torch.autograd.Function):
         if link is not None and link.g is not None and not torch.is_grad_enabled():
             link.grad_z = grad_z  # the norm's backward writes the whole du
             return None, None, None, None, None
-        shape = ctx.shape
-        mean_grad = (grad_z / math.prod(shape[2:])).view(*shape[:2], *([1] * (len(shape) - 2)))  # gz / P
-        return mean_grad.expand(shape), None, None, None, None
+        return _Link.input_grad(None, grad_z, ctx.shape), None, None, None, None  # gz / P at every position
 
 
 def _pointwise_conv(conv: nn.Module) -> bool:
