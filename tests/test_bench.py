@@ -300,3 +300,51 @@ def test_tuned_allocator_reuses_large_blocks():
     assert int(tuned) < int(default) // 10
     assert applied.strip() == str(sorted(TUNED_SETTINGS))
     assert tune_allocator.__doc__ and "glibc" in tune_allocator.__doc__
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a script of ``benchmarks/`` (skipped where the checkout has none, e.g. an installed package)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / name
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):
+    out = tmp_path / "units.json"
+    done = _script("unit_times.py", "--repeats", "3", "--batch", "1", "--image-size", "64", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for key in ("se", "plain"):
+        for where in ("in_model", "alone"):
+            samples = result["samples_s"][key][where]
+            units = {name: v for name, v in samples.items() if name != "forward"}
+            assert len(units) == 16 and all(len(v) == 3 and min(v) > 0 for v in units.values())  # 3+4+6+3 units
+            stage_ms = result["stage_ms"][key][where]
+            assert stage_ms["layer3"] == pytest.approx(1e3 * sum(statistics.median(units[f"layer3.{i}"]) for i in range(6)))
+        in_model = result["samples_s"][key]["in_model"]
+        for i in range(3):  # the units of a forward take part of its time; stem and head the rest
+            assert sum(v[i] for name, v in in_model.items() if name != "forward") < in_model["forward"][i]
+        assert result["rest_ms"][key] > 0
+    assert "all units" in done.stdout and "layer4" in done.stdout
+    assert _script("unit_times.py", "--repeats", "2").returncode == 2  # argparse error
+
+
+def test_model_pair_script_times_training_and_measures_memory(tmp_path):
+    out = tmp_path / "pair.json"
+    args = ["--repeats", "3", "--batch", "2", "--image-size", "64", "--layouts", "nchw", "--train", "--memory"]
+    done = _script("model_pair.py", *args, "--names", "senet_se,senet_plain,senet_se_unfused", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())["models"]
+    assert [(row["mode"], row["layout"]) for row in result["timings"]] == [("inference", "nchw"), ("train_step", "nchw")]
+    for row in result["timings"]:
+        assert row["results"]["senet_se"]["repeats"] == 3 and "senet_se/senet_plain" in row["ratios"]
+    saved = {pair: r["saved_bytes"] for pair, r in result["memory"]["ratios"].items()}
+    # the fused tails keep no extra full-size activation; the unfused SE units keep each SE input
+    assert 1.0 < saved["senet_se/senet_plain"] < saved["senet_se_unfused/senet_plain"]
+    assert "saved for backward" in done.stdout
+    bad = _script("model_pair.py", "--layouts", "nhwc")
+    assert bad.returncode == 2 and "--layouts" in bad.stderr
