@@ -7,7 +7,8 @@ default: inference, and with ``--train`` a training step, ``--memory`` the saved
 
 Fewer models than the six of ``run_bench.py`` make each repeat short, so more repeats fit in the time
 and the paired ratios sample the machine's drift more finely; each ratio is printed with the 95% interval
-of its paired median. senet's allocator setting, eval, no autograd.
+of its paired median. senet's allocator setting; inference in eval without autograd, the training step
+(forward, cross-entropy, backward) in train mode.
 """
 
 from __future__ import annotations

@@ -3,15 +3,13 @@ timed inside the model and alone.
 
     OMP_NUM_THREADS=1 python benchmarks/unit_times.py --threads 1 --out benchmarks/results/cpu-1thread-units.json
 
-In the model: forward hooks on every residual unit (and the stem and head, as the rest) time each unit
-during whole forwards of the two models, interleaved, ``--repeats`` times (eval, no autograd, batch 8,
-224x224, senet's allocator setting). Alone: each unit is then called on its own input (captured in the
-model) ``--repeats`` times in a row, the SE and plain unit interleaved, so its weights and input stay in
-cache. Per stage the script prints the median milliseconds per forward of the SE units, of the plain
-units and their difference, in the model and alone: SE's added cost by stage, and how much of it comes
-from running among the other ops (its small ops and FC weights evicted from cache by the large
-convolutions) rather than from its own work. Hooks on a unit do not change its path (the fused SE tail
-is kept).
+In the model: forward hooks on every residual unit time each unit during whole forwards of the two
+models, interleaved, ``--repeats`` times (eval, no autograd, batch 8, 224x224, senet's allocator setting);
+what the units do not cover (stem, pooling, head) is reported as the rest. Alone: each unit is then called
+``--repeats`` times on its own input (captured in the model), the SE and plain unit in turns. Per stage
+the script prints the median milliseconds per forward of the SE units, of the plain units and their
+difference, in the model and alone: where SE's added inference time is, and whether it depends on the
+ops around the unit. Hooks on a unit do not change its path (the fused SE tail is kept).
 """
 
 from __future__ import annotations
@@ -94,9 +92,10 @@ def _in_model(models: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> di
 def _alone(models: dict[str, nn.Module], inputs: dict, repeats: int) -> dict:
     """Each unit called on its own captured input, the models' units interleaved."""
     times = {key: defaultdict(list) for key in models}
+    units_of = {key: _units(model) for key, model in models.items()}
     with torch.no_grad():
-        for name in _units(next(iter(models.values()))):
-            units = {key: _units(model)[name] for key, model in models.items()}
+        for name in units_of[next(iter(models))]:
+            units = {key: units_of[key][name] for key in models}
             for key, unit in units.items():  # warm-up
                 unit(inputs[key][name])
             for _ in range(repeats):

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import statistics
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -304,12 +306,10 @@ def test_tuned_allocator_reuses_large_blocks():
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     """Run a script of ``benchmarks/`` (skipped where the checkout has none, e.g. an installed package)."""
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "benchmarks" / name
     if not path.exists():
         pytest.skip(f"{path} is not in this checkout")
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env, timeout=600)
 
 
