@@ -404,49 +404,45 @@ def _squeeze_through_conv(h: torch.Tensor, conv: nn.Module) -> bool:
 
 def _conv_squeeze(h: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     """``mean_p(conv(h)) = W @ mean_p(h) + b`` for a 1x1 ``conv``: ``(N, C_in, *S) -> (N, C)``."""
-    return F.linear(squeeze_mean(h), conv.weight.flatten(1), conv.bias)  # (N, C_in) -> (N, C)
+    weight = conv.weight.view(conv.out_channels, -1).t()  # (C_in, C)
+    pooled = squeeze_mean(h)  # (N, C_in)
+    return torch.mm(pooled, weight) if conv.bias is None else torch.addmm(conv.bias, pooled, weight)  # (N, C)
 
 
-# Below this size (in cache on the measured CPU) the NCHW inference tail keeps the norm's own kernel and
-# puts the gates on the addition; above it, the gates are folded into the norm (one pass fewer). Measured
-# at batch 8 on a 2-core AMD EPYC: (8, 2048, 7, 7) (3.2 MB) is faster the first way, 14x14 and batch 32
-# the second.
-_SCALE_SHIFT_MIN_BYTES = 4 << 20
-
-
-def _inference_tail(c, bn, se, identity, *, pooled=None, overwrite_c=False):
-    """The tail without autograd, for a norm using its running statistics: ``u = alpha * c + beta``.
-
-    The squeeze needs no pass over ``u``: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)``
-    given as ``pooled`` (see :func:`_conv_squeeze`) or pooled from ``c``. The gates are then folded into
-    the norm, ``s * u = (s * alpha) * c + s * beta`` per example and channel, in one pass (channels-last:
-    ``addcmul``, written over ``c`` if ``overwrite_c``, which beats the norm's own kernel; NCHW: the norm's
-    kernel over ``N * C`` channels, :func:`_scale_shift`), and the addition and ReLU take one more
-    (:func:`add_relu_`): two full-size passes, as the plain tail ``add_relu_(bn(c), identity)``. SE adds
-    the squeeze and the two FC layers. Small NCHW tensors (below ``_SCALE_SHIFT_MIN_BYTES``) run the
-    norm, then ``addcmul`` and ReLU over its output.
-    """
-    if not _checked_same_dtype(c, se, identity):
-        return torch.relu(se(bn(c)) + identity)
+def _running_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """``alpha, beta`` (C,) with ``bn(c) = alpha * c + beta`` for a norm using its running statistics."""
     alpha = torch.rsqrt(bn.running_var + bn.eps)  # (C,)
     if bn.weight is not None:
         alpha = alpha * bn.weight
-    bias = torch.zeros_like(alpha) if bn.bias is None else bn.bias
-    beta = torch.addcmul(bias, bn.running_mean, alpha, value=-1.0)  # (C,), fused as in the norm's own kernel
-    if pooled is None:
-        pooled = squeeze_mean(c)  # (N, C, *S) -> (N, C)
-    z = torch.addcmul(beta, pooled, alpha).to(c.dtype)  # mean_p(u) (N, C)
-    s = se.excite(z, c.ndim - 2).to(c.dtype)  # (N, C, 1, ..., 1)
-    if c.is_contiguous() and c.nbytes < _SCALE_SHIFT_MIN_BYTES:
-        u = F.batch_norm(c, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return torch.addcmul(identity, u, s, out=u).relu_()  # relu(s * u + identity), over u
-    affine = (1, -1) + (1,) * (c.ndim - 2)  # (C,) -> (1, C, 1, ..., 1)
-    scale, shift = (s * alpha.view(affine)).to(c.dtype), (s * beta.view(affine)).to(c.dtype)  # (N, C, 1, ..., 1)
+    if bn.bias is None:
+        return alpha, -bn.running_mean * alpha
+    return alpha, torch.addcmul(bn.bias, bn.running_mean, alpha, value=-1.0)  # fused as in the norm's own kernel
+
+
+def _inference_tail(c, bn, se, identity, *, affine=None, gates=None, overwrite_c=False):
+    """The tail without autograd, for a norm using its running statistics: ``relu(s * bn(c) + identity)``.
+
+    ``bn(c) = alpha * c + beta`` per channel (``affine``, :func:`_running_affine`), so the squeeze needs no
+    pass over ``bn(c)``: ``mean_p(bn(c)) = alpha * mean_p(c) + beta``, with the gates given (computed from the
+    1x1 convolution's input, see :func:`conv_bn_se_add_relu`) or pooled from ``c``. They are then folded into
+    the norm, ``s * bn(c) = (s * alpha) * c + s * beta`` per example and channel, in one pass (NCHW: the
+    norm's kernel over ``N * C`` channels, :func:`_scale_shift`; channels-last: ``addcmul``, written over
+    ``c`` if ``overwrite_c``), and the addition and ReLU take one more (:func:`add_relu_`): two full-size
+    passes, as the plain tail ``add_relu_(bn(c), identity)``. SE adds the squeeze and the two FC layers.
+    """
+    if not _checked_same_dtype(c, se, identity):
+        return torch.relu(se(bn(c)) + identity)
+    alpha, beta = _running_affine(bn) if affine is None else affine  # (C,), (C,)
+    if gates is None:
+        z = torch.addcmul(beta, squeeze_mean(c), alpha).to(c.dtype)  # mean_p(bn(c)) (N, C)
+        gates = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
+    view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
+    scale, shift = (gates * alpha.view(view)).to(c.dtype), (gates * beta.view(view)).to(c.dtype)  # (N, C, 1, ..., 1)
     if c.is_contiguous():
-        out = _scale_shift(c, scale, shift)  # s * u, the norm's kernel over N * C channels
+        out = _scale_shift(c, scale, shift)  # s * bn(c), the norm's kernel over N * C channels
     else:
-        out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * u
-    return add_relu_(out, identity)  # relu(s * u + identity)
+        out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * bn(c)
+    return add_relu_(out, identity)  # relu(s * bn(c) + identity)
 
 
 def _fused_norm_backward_applies(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> bool:
@@ -539,10 +535,12 @@ def conv_bn_se_add_relu(
         return torch.relu(se(bn(conv(h))) + identity)
     if not _pointwise_conv(conv):
         return bn_se_add_relu(conv(h), bn, se, identity)
-    # the squeeze first, while h is still in cache
     if not torch.is_grad_enabled() and _uses_running_stats(bn):
-        pooled = _conv_squeeze(h, conv) if _squeeze_through_conv(h, conv) else None
-        return _inference_tail(conv(h), bn, se, identity, pooled=pooled, overwrite_c=True)
+        affine, gates = _running_affine(bn), None
+        if _squeeze_through_conv(h, conv):  # the squeeze and excitation first, while h is still in cache
+            z = torch.addcmul(affine[1], _conv_squeeze(h, conv), affine[0]).to(h.dtype)  # mean_p(bn(conv(h)))
+            gates = se.excite(z, h.ndim - 2)  # (N, C, 1, ..., 1)
+        return _inference_tail(conv(h), bn, se, identity, affine=affine, gates=gates, overwrite_c=True)
     with torch.no_grad():  # values only: the gradient of the squeeze is _SqueezeOf's
         pooled_c = _conv_squeeze(h.detach(), conv)  # (N, C_in, *S) -> (N, C)
     return _se_residual_tail(conv(h), bn, se, identity, pooled_c)  # conv: (N, C_in, *S) -> (N, C, *S)
