@@ -745,3 +745,60 @@ def test_fused_norm_backward_falls_back_to_torch_where_it_must():
     names, _ = _aten_ops(lambda: out.sum().backward())
     assert "native_batch_norm_backward.default" in names
     assert cb.grad is not None and cb.grad.dtype == torch.bfloat16
+
+
+def _full_size_touches(fn, x: torch.Tensor, numel: int) -> int:
+    """How many times the aten ops of ``fn(x)`` read or write a tensor of ``numel`` elements (views and
+    allocations excluded, ``new_*`` ones too, whose tensor argument only gives the dtype and device; an
+    in-place op counts its operand as read and its result as written)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.touches = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if not func.is_view and not func.__name__.startswith(("empty", "new_")):
+                results = out if isinstance(out, (tuple, list)) else (out,)
+                tensors = [*args, *(kwargs or {}).values(), *results]
+                self.touches += sum(isinstance(t, torch.Tensor) and t.numel() == numel for t in tensors)
+            return out
+
+    with Count() as count:
+        fn(x)
+    return count.touches
+
+
+def test_eval_se_units_make_the_plain_units_full_size_passes():
+    """Eval mode without autograd: each SE bottleneck reads and writes full-size tensors exactly as often as
+    the plain one (the squeeze goes through the 1x1 conv's smaller input, the gates ride on the norm), plus
+    one read of the conv's output where the squeeze pools it instead (few positions)."""
+    from senet.layers.fused import _squeeze_through_conv
+    from senet.models import create_model
+
+    torch.manual_seed(0)
+    se_model, plain_model = (create_model(arch, num_classes=10).eval() for arch in ("seresnet50", "resnet50"))
+    inputs = {}
+    handles = [
+        unit.register_forward_pre_hook(lambda module, args, name=name: inputs.__setitem__(name, args[0]))
+        for name, unit in se_model.named_modules()
+        if hasattr(unit, "final_act")
+    ]
+    with torch.no_grad():
+        se_model(torch.randn(2, 3, 128, 128))  # stage maps 32x32 to 4x4: both squeeze routes are taken
+    for handle in handles:
+        handle.remove()
+    routes = set()
+    with torch.no_grad():
+        for name, x in inputs.items():
+            se_unit, plain_unit = se_model.get_submodule(name), plain_model.get_submodule(name)
+            out = se_unit(x)
+            h = se_unit.branch_body(x)
+            through_conv = _squeeze_through_conv(h, se_unit.conv3)
+            routes.add(through_conv)
+            se_touches = _full_size_touches(se_unit, x, out.numel())
+            plain_touches = _full_size_touches(plain_unit, x, out.numel())
+            assert se_touches == plain_touches + (0 if through_conv else 1), name
+    assert routes == {True, False}
