@@ -527,9 +527,10 @@ def conv_bn_se_add_relu(
 
     instead of ``out = self.se(self.bn3(self.conv3(out))); out = out + shortcut; return self.act3(out)``.
 
-    In eval mode without autograd the squeeze of ``h`` is taken before the convolution runs (while ``h`` is
-    in cache), and only where it is cheaper than pooling the convolution's output (many positions next
-    to ``C_in``: 56x56 to 14x14 in ResNet-50, not 7x7).
+    In eval mode without autograd the squeeze of ``h`` and the excitation run before the convolution (while
+    ``h`` is in cache, and with the small ops together rather than after a large kernel has evicted the
+    interpreter's working set), and only where that is cheaper than pooling the convolution's output (many
+    positions next to ``C_in``: 56x56 to 14x14 in ResNet-50, not 7x7).
     """
     if not fusable(bn, se, h):
         return torch.relu(se(bn(conv(h))) + identity)

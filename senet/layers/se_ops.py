@@ -157,7 +157,7 @@ def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
     if not same_dtype or positions == 1 or not x.is_contiguous():
         return torch.addcmul(shift, x, scale)
     rows = n * channels
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or type(x) is not torch.Tensor:  # traced, fake or subclass tensors
         zeros, ones = x.new_zeros(rows), x.new_ones(rows)  # the "running" mean and variance
     else:
         zeros, ones = _zeros_ones(rows, x.dtype, x.device)
