@@ -5,6 +5,7 @@ Timings are never asserted (the machine is shared); only what the benchmark comp
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import os
@@ -30,13 +31,20 @@ from senet.layers import SqueezeExcite
 from senet.models import create_model
 
 
-def test_interleaved_rotates_and_summaries_use_medians():
+def test_interleaved_shuffles_each_repeat_and_summaries_use_medians():
     calls: list[str] = []
     fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    samples = interleaved(fns, repeats=3)
-    assert {name: len(s) for name, s in samples.items()} == {"a": 3, "b": 3, "c": 3}
+    samples = interleaved(fns, repeats=60)
+    assert {name: len(s) for name, s in samples.items()} == {"a": 60, "b": 60, "c": 60}
     timed = calls[6:]  # after the warm-up and calibration calls (two per function)
-    assert timed == list("abc") + list("bca") + list("cab")
+    rounds = ["".join(timed[i : i + 3]) for i in range(0, 180, 3)]
+    assert all(sorted(r) == list("abc") for r in rounds)  # every repeat calls each function once
+    # no fixed predecessor: inside the repeats every ordered pair occurs (a rotated "abc" never has b, a)
+    follows = collections.Counter(pair for r in rounds for pair in zip(r, r[1:]))
+    assert len(follows) == 6 and min(follows.values()) >= 5
+    calls.clear()
+    interleaved(fns, repeats=60)
+    assert calls[6:] == timed  # seeded: the same order again
     stats = summarize([3.0, 1.0, 2.0, 10.0])
     assert stats["median_s"] == 2.5 and stats["min_s"] == 1.0 and stats["max_s"] == 10.0
     r = ratio([2.0, 4.0, 6.0], [1.0, 1.0, 4.0])

@@ -1,13 +1,14 @@
 """Interleaved timing, robust summaries, and memory accounting (saved-for-backward bytes, peak bytes).
 
 The machines these numbers come from are shared, so every comparison is made inside one run: the
-candidates of a group are called in turn, repeat after repeat (the order rotates each repeat), and
+candidates of a group are called in turn, repeat after repeat (in a fresh random order each repeat), and
 ratios are taken between medians of the same run. The per-repeat (paired) ratios give the spread.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -27,20 +28,24 @@ def _calibrate(fn: Callable[[], object], min_time: float) -> int:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], object]], *, repeats: int, min_time: float = 0.0
+    fns: dict[str, Callable[[], object]], *, repeats: int, min_time: float = 0.0, seed: int = 0
 ) -> dict[str, list[float]]:
-    """Seconds per call of each function, ``repeats`` samples each, measured in rotating turns.
+    """Seconds per call of each function, ``repeats`` samples each, measured in turns.
 
-    Each function is warmed up (and calibrated so that one sample lasts ``min_time``); then repeat r
-    calls the functions starting at the r-th, so that no function always runs right after another.
+    Each function is warmed up (and calibrated so that one sample lasts ``min_time``); then every repeat
+    calls all of them in a fresh random order (``random.Random(seed)``, so a run is reproducible). A
+    fixed cyclic order, even rotated, would have each function run right after the same other one in
+    almost every repeat, and inherit the cache state that one leaves (on a CPU with a large L3, whether
+    the input is still cached decides a memory-bound op's time).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     names = list(fns)
     inner = {name: _calibrate(fns[name], min_time) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    rng = random.Random(seed)
+    for _ in range(repeats):
+        for name in rng.sample(names, len(names)):
             fn, n = fns[name], inner[name]
             start = time.perf_counter()
             for _ in range(n):
