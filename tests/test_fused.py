@@ -67,9 +67,8 @@ def _channels_last_any_rank(shape, dtype=torch.float32):
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_squeeze_mean_routes_match_mean(shape, dtype):
-    """Every no-grad route (channels-last: batched product up to 1024 positions, avg_pool2d beyond and in
-    1-D; contiguous: a matrix-vector product up to 144 positions, mean beyond) gives the mean; with
-    autograd it is sum / P with mean's gradient."""
+    """Every no-grad route (channels-last, any rank: a batched product; contiguous: a matrix-vector product
+    up to 144 positions, mean beyond) gives the mean; with autograd it is sum / P with mean's gradient."""
     dims = tuple(range(2, len(shape)))
     tol = {"rtol": 1e-2, "atol": 1e-2} if dtype == torch.bfloat16 else {}
     for x in (torch.randn(shape, dtype=dtype), _channels_last_any_rank(shape, dtype)):

@@ -25,7 +25,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from senet.layers.checks import check_input
 
@@ -59,14 +58,14 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
 
     Same values as ``x.mean(spatial dims)`` up to rounding. With autograd it is ``sum / P``, whose
     backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd, a
-    channels-last tensor (any rank: channels have stride 1) is pooled by ``avg_pool2d`` over a
-    ``(N, C, P, 1)`` channels-last view, whose kernel adds whole channel vectors (torch's strided
-    reduction behind ``mean`` runs 20-45% slower there), or, for 2-D and 3-D inputs with at most 256
-    positions, as a batched product with a vector of ``1/P`` (faster still there). Contiguous (NCHW)
-    tensors with at most ``_MV_MAX_POSITIONS`` positions (ResNet-50's 7x7 stage) are pooled as one
-    matrix-vector product, other contiguous tensors and everything under ``torch.jit.trace`` by ``mean``.
-    Measured at ResNet-50's stage shapes on 2-core AMD EPYC and Intel Xeon machines: see
-    ``benchmarks/README.md``.
+    channels-last tensor (any rank: channels have stride 1) is pooled as a batched product of a vector of
+    ``1/P`` with its ``(N, P, C)`` view, whose kernel adds whole channel vectors: on a 2-core Intel Xeon
+    (candidates timed in random order) as fast as ``mean`` at 28x28 and 14x14 and 20-25% faster at 56x56
+    and on the 3-D shape (torch's strided reduction behind ``mean`` and ``adaptive_avg_pool2d``, and
+    ``avg_pool2d`` over a ``(N, C, P, 1)`` view, the route of earlier rounds beyond 256 positions, are
+    slower there). Contiguous (NCHW) tensors with at most ``_MV_MAX_POSITIONS`` positions (ResNet-50's 7x7
+    stage) are pooled as one matrix-vector product, other contiguous tensors and everything under
+    ``torch.jit.trace`` by ``mean``. See ``benchmarks/README.md``.
     """
     dims = tuple(range(2, x.ndim))
     positions = math.prod(x.shape[2:])
@@ -83,11 +82,8 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     if channels <= 1 or not rows.is_contiguous():
         return x.mean(dims)
     rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
-    if x.ndim > 3 and positions <= 256:
-        weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
-        return torch.bmm(weights, rows).view(n, channels)  # (N, C)
-    column = rows.unsqueeze(2).permute(0, 3, 1, 2)  # (N, C, P, 1), channels-last
-    return F.avg_pool2d(column, (positions, 1)).view(n, channels)  # (N, C)
+    weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
+    return torch.bmm(weights, rows).view(n, channels)  # (N, C)
 
 
 # dtypes of torch's one-pass ``relu(x + y)`` CPU kernel (``aten._add_relu_``; bfloat16/half raise inside it)
