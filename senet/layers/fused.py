@@ -223,7 +223,8 @@ def _affine(mean: torch.Tensor, invstd: torch.Tensor, bn: nn.modules.batchnorm._
     """``alpha, beta`` (C,) with ``bn(c) = alpha * c + beta`` for the statistics ``mean``, ``invstd``."""
     with torch.no_grad():
         alpha = invstd if bn.weight is None else invstd * bn.weight
-        beta = -mean * alpha if bn.bias is None else bn.bias - mean * alpha
+        # bias - mean * alpha in one rounding, as the norm's own kernel computes it
+        beta = -mean * alpha if bn.bias is None else torch.addcmul(bn.bias, mean, alpha, value=-1.0)
     return alpha.detach(), beta.detach()
 
 
@@ -411,12 +412,14 @@ def _conv_squeeze(h: torch.Tensor, conv: nn.Module) -> torch.Tensor:
 
 def _running_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """``alpha, beta`` (C,) with ``bn(c) = alpha * c + beta`` for a norm using its running statistics."""
-    alpha = torch.rsqrt(bn.running_var + bn.eps)  # (C,)
-    if bn.weight is not None:
-        alpha = alpha * bn.weight
-    if bn.bias is None:
-        return alpha, -bn.running_mean * alpha
-    return alpha, torch.addcmul(bn.bias, bn.running_mean, alpha, value=-1.0)  # fused as in the norm's own kernel
+    return _affine(bn.running_mean, torch.rsqrt(bn.running_var + bn.eps), bn)
+
+
+def _inference_gates(pooled_c, affine, se, spatial_dims: int, dtype: torch.dtype) -> torch.Tensor:
+    """The gates s ``(N, C, 1, ..., 1)`` from ``mean_p(c)`` ``(N, C)`` and the norm's ``affine = (alpha, beta)``:
+    the squeeze of ``bn(c)`` is ``alpha * mean_p(c) + beta``, no pass over ``bn(c)``."""
+    alpha, beta = affine
+    return se.excite(torch.addcmul(beta, pooled_c, alpha).to(dtype), spatial_dims)
 
 
 def _inference_tail(c, bn, se, identity, *, affine=None, gates=None, overwrite_c=False):
@@ -434,8 +437,7 @@ def _inference_tail(c, bn, se, identity, *, affine=None, gates=None, overwrite_c
         return torch.relu(se(bn(c)) + identity)
     alpha, beta = _running_affine(bn) if affine is None else affine  # (C,), (C,)
     if gates is None:
-        z = torch.addcmul(beta, squeeze_mean(c), alpha).to(c.dtype)  # mean_p(bn(c)) (N, C)
-        gates = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
+        gates = _inference_gates(squeeze_mean(c), (alpha, beta), se, c.ndim - 2, c.dtype)  # (N, C, 1, ..., 1)
     view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
     scale, shift = (gates * alpha.view(view)).to(c.dtype), (gates * beta.view(view)).to(c.dtype)  # (N, C, 1, ..., 1)
     if c.is_contiguous():
@@ -539,8 +541,7 @@ def conv_bn_se_add_relu(
     if not torch.is_grad_enabled() and _uses_running_stats(bn):
         affine, gates = _running_affine(bn), None
         if _squeeze_through_conv(h, conv):  # the squeeze and excitation first, while h is still in cache
-            z = torch.addcmul(affine[1], _conv_squeeze(h, conv), affine[0]).to(h.dtype)  # mean_p(bn(conv(h)))
-            gates = se.excite(z, h.ndim - 2)  # (N, C, 1, ..., 1)
+            gates = _inference_gates(_conv_squeeze(h, conv), affine, se, h.ndim - 2, h.dtype)  # (N, C, 1, ..., 1)
         return _inference_tail(conv(h), bn, se, identity, affine=affine, gates=gates, overwrite_c=True)
     with torch.no_grad():  # values only: the gradient of the squeeze is _SqueezeOf's
         pooled_c = _conv_squeeze(h.detach(), conv)  # (N, C_in, *S) -> (N, C)
