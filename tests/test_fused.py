@@ -801,3 +801,112 @@ def test_eval_se_units_make_the_plain_units_full_size_passes():
             plain_touches = _full_size_touches(plain_unit, x, out.numel())
             assert se_touches == plain_touches + (0 if through_conv else 1), name
     assert routes == {True, False}
+
+
+def _unit_outputs_and_tail_conv_outputs(model: nn.Module, x: torch.Tensor) -> list[tuple[int, int]]:
+    """(data_ptr of each residual unit's output, data_ptr of its tail convolution's output) for ``model(x)``."""
+    pairs, handles = [], []
+    for unit in model.modules():
+        if hasattr(unit, "tail_modules"):
+            conv = unit.tail_modules()[0]
+            record = {}
+            handles.append(conv.register_forward_hook(lambda m, a, out, r=record: r.__setitem__("conv", out.data_ptr())))
+            handles.append(unit.register_forward_hook(lambda m, a, out, r=record: pairs.append((out.data_ptr(), r["conv"]))))
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return pairs
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("arch", ["resnet50", "seresnet50", "resnet18", "seresnet18", "resnet20_cifar"])
+def test_eval_units_write_their_tail_over_the_last_convolutions_output(arch, channels_last):
+    """Eval without autograd, plain and SE units alike: the norm (with the gates) and the residual sum are
+    written over the tail convolution's fresh output, so no unit allocates a full-size tensor for its tail;
+    the values are those of the module-by-module formula (hooks on the tail norms switch the fused
+    tails off), bit for bit for the plain NCHW units."""
+    from senet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=10).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):  # statistics and affine parameters away from 0 and 1
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    size = 32 if arch.endswith("cifar") else 64
+    x = torch.randn(2, 3, size, size)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    pairs = _unit_outputs_and_tail_conv_outputs(model, x)
+    assert pairs and all(out == conv for out, conv in pairs)
+    with torch.no_grad():
+        fused = model(x)
+        handles = [unit.tail_modules()[1].register_forward_hook(lambda *a: None)
+                   for unit in model.modules() if hasattr(unit, "tail_modules")]
+        reference = model(x)
+    for handle in handles:
+        handle.remove()
+    if arch.startswith("resnet") and not channels_last:
+        assert torch.equal(fused, reference)
+    else:
+        torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_bn_add_relu_trains_as_the_plain_formula_and_falls_back_where_it_must():
+    """With autograd: the plain formula's values and gradients (the norm's module runs, its running
+    statistics update). Without: the result is written over the convolution's output, except where the
+    norm's kernel cannot write it (identity of another dtype) or the norm is not a batch norm with running
+    statistics: then the module's fresh output takes the sum in place."""
+    from senet.layers.fused import conv_bn_add_relu
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(4, 8, 1, bias=False), nn.BatchNorm2d(8)
+    h, identity = torch.randn(2, 4, 5, 5, requires_grad=True), torch.randn(2, 8, 5, 5, requires_grad=True)
+    ref_conv, ref_bn = copy.deepcopy(conv), copy.deepcopy(bn)
+    out = conv_bn_add_relu(h, conv, bn, identity)
+    h2, id2 = h.detach().clone().requires_grad_(), identity.detach().clone().requires_grad_()
+    ref = torch.relu(ref_bn(ref_conv(h2)) + id2)
+    torch.testing.assert_close(out, ref)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    torch.testing.assert_close(h.grad, h2.grad)
+    torch.testing.assert_close(identity.grad, id2.grad)
+    torch.testing.assert_close(conv.weight.grad, ref_conv.weight.grad)
+    torch.testing.assert_close(bn.running_var, ref_bn.running_var)
+
+    bn.eval()
+    outputs = {}
+    conv.register_forward_hook(lambda m, a, out: outputs.__setitem__("conv", out))
+    with torch.no_grad():
+        out = conv_bn_add_relu(h, conv, bn, identity)
+        assert out.data_ptr() == outputs["conv"].data_ptr()
+        assert torch.equal(out, torch.relu(bn(conv(h)) + identity))
+        out = conv_bn_add_relu(h, conv, bn, identity.double())  # added into the norm's fresh output, as timm does
+        assert out.dtype == torch.float32 and out.data_ptr() != outputs["conv"].data_ptr()
+        torch.testing.assert_close(out, torch.relu(bn(conv(h)) + identity))
+        group_norm = nn.GroupNorm(2, 8)
+        out = conv_bn_add_relu(h, conv, group_norm, identity)
+        assert torch.equal(out, torch.relu(group_norm(conv(h)) + identity))
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_scale_shift_overwrites_only_untracked_eager_tensors(channels_last):
+    from senet.layers.se_ops import _scale_shift
+
+    x, _ = _inputs((2, 3, 4, 5), channels_last=channels_last)
+    scale, shift = torch.rand(2, 3, 1, 1), torch.randn(2, 3, 1, 1)
+    expected = x.detach() * scale + shift
+    with torch.no_grad():
+        kept = x.detach().clone()
+        assert _scale_shift(kept, scale, shift).data_ptr() != kept.data_ptr()
+        written = x.detach().clone()
+        out = _scale_shift(written, scale, shift, overwrite=True)
+        assert out.data_ptr() == written.data_ptr()
+        torch.testing.assert_close(out, expected)
+    tracked = x.detach().clone().requires_grad_()
+    out = _scale_shift(tracked, scale, shift, overwrite=True)  # autograd tracks it: never overwritten
+    assert out.data_ptr() != tracked.data_ptr()
+    torch.testing.assert_close(out, expected)

@@ -52,8 +52,10 @@ import torch.nn.functional as F
 
 from senet.layers.checks import check_input
 from senet.layers.se_ops import (
+    _batch_norm_over_,
     _chunk_rows,
     _Link,
+    _may_overwrite,
     _plain_only,
     _scale_shift,
     add_relu_,
@@ -66,6 +68,7 @@ __all__ = [
     "batch_norm_affine",
     "bn_se_add_relu",
     "conv_bn_se_add_relu",
+    "conv_bn_add_relu",
     "fusable",
 ]
 
@@ -429,9 +432,9 @@ def _inference_tail(c, bn, se, identity, *, affine=None, gates=None, overwrite_c
     pass over ``bn(c)``: ``mean_p(bn(c)) = alpha * mean_p(c) + beta``, with the gates given (computed from the
     1x1 convolution's input, see :func:`conv_bn_se_add_relu`) or pooled from ``c``. They are then folded into
     the norm, ``s * bn(c) = (s * alpha) * c + s * beta`` per example and channel, in one pass (NCHW: the
-    norm's kernel over ``N * C`` channels, :func:`_scale_shift`; channels-last: ``addcmul``, written over
+    norm's kernel over ``N * C`` channels, :func:`_scale_shift`; channels-last: ``addcmul``; written over
     ``c`` if ``overwrite_c``), and the addition and ReLU take one more (:func:`add_relu_`): two full-size
-    passes, as the plain tail ``add_relu_(bn(c), identity)``. SE adds the squeeze and the two FC layers.
+    passes, as the plain tail (:func:`conv_bn_add_relu`). SE adds the squeeze and the two FC layers.
     """
     if not _checked_same_dtype(c, se, identity):
         return torch.relu(se(bn(c)) + identity)
@@ -441,7 +444,7 @@ def _inference_tail(c, bn, se, identity, *, affine=None, gates=None, overwrite_c
     view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
     scale, shift = (gates * alpha.view(view)).to(c.dtype), (gates * beta.view(view)).to(c.dtype)  # (N, C, 1, ..., 1)
     if c.is_contiguous():
-        out = _scale_shift(c, scale, shift)  # s * bn(c), the norm's kernel over N * C channels
+        out = _scale_shift(c, scale, shift, overwrite=overwrite_c)  # s * bn(c), the norm's kernel over N * C channels
     else:
         out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * bn(c)
     return add_relu_(out, identity)  # relu(s * bn(c) + identity)
@@ -536,9 +539,12 @@ def conv_bn_se_add_relu(
     """
     if not fusable(bn, se, h):
         return torch.relu(se(bn(conv(h))) + identity)
+    inference = not torch.is_grad_enabled() and _uses_running_stats(bn)
     if not _pointwise_conv(conv):
+        if inference:  # the convolution's fresh output is ours to overwrite
+            return _inference_tail(conv(h), bn, se, identity, overwrite_c=True)
         return bn_se_add_relu(conv(h), bn, se, identity)
-    if not torch.is_grad_enabled() and _uses_running_stats(bn):
+    if inference:
         affine, gates = _running_affine(bn), None
         if _squeeze_through_conv(h, conv):  # the squeeze and excitation first, while h is still in cache
             gates = _inference_gates(_conv_squeeze(h, conv), affine, se, h.ndim - 2, h.dtype)  # (N, C, 1, ..., 1)
@@ -546,3 +552,48 @@ def conv_bn_se_add_relu(
     with torch.no_grad():  # values only: the gradient of the squeeze is _SqueezeOf's
         pooled_c = _conv_squeeze(h.detach(), conv)  # (N, C_in, *S) -> (N, C)
     return _se_residual_tail(conv(h), bn, se, identity, pooled_c)  # conv: (N, C_in, *S) -> (N, C, *S)
+
+
+def _inference_norm_(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """``bn(c)`` for a norm using its running statistics, written over ``c``: NCHW through the norm's own
+    kernel (the same values as ``bn(c)``), other layouts as ``addcmul(beta, c, alpha)`` (channels-last:
+    1.5-2x faster than the norm's channels-last kernel; the formula of the SE tail with the gates at one).
+    Writing over ``c`` saves the write-allocate read of a fresh output (see ``benchmarks/README.md``)."""
+    if c.is_contiguous():
+        return _batch_norm_over_(c, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    alpha, beta = _running_affine(bn)  # (C,), (C,)
+    view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
+    return torch.addcmul(beta.view(view), c, alpha.view(view), out=c)
+
+
+def _inference_norm_applies(c: torch.Tensor, bn: nn.Module, identity: torch.Tensor) -> bool:
+    """Whether :func:`conv_bn_add_relu` may normalise in place: no autograd, a (non-sync) batch norm using
+    its running statistics with parameters of ``c``'s dtype, eager execution, and an ``identity`` of
+    ``c``'s shape and dtype (so that the sum can be written over ``c``)."""
+    if torch.is_grad_enabled() or not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        return False
+    if isinstance(bn, nn.SyncBatchNorm) or not _uses_running_stats(bn) or not _may_overwrite(c) or _plain_only(c):
+        return False
+    if not isinstance(identity, torch.Tensor) or identity.shape != c.shape or identity.dtype != c.dtype:
+        return False
+    params = (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    return all(t.dtype == c.dtype for t in params if t is not None)
+
+
+def conv_bn_add_relu(h: torch.Tensor, conv: nn.Module, bn: nn.Module, identity: torch.Tensor) -> torch.Tensor:
+    """``relu(bn(conv(h)) + identity)``, the end of a plain residual unit (no SE), in two full-size passes.
+
+    In training, or wherever the norm's module must run (hooks are the caller's to check), this is
+    ``add_relu_(bn(conv(h)), identity)``: the norm's fresh output is overwritten by the sum. In eval mode
+    without autograd the norm is written over the convolution's fresh output (:func:`_inference_norm_`),
+    as the SE tail writes its scaled norm, so that senet's plain and SE units make the same passes the same
+    way. Same values as the plain formula (NCHW: bit for bit; channels-last: within rounding). A plain
+    bottleneck's forward ends::
+
+        out = self.act2(self.bn2(self.conv2(out)))                       # (N, width, *S)
+        return conv_bn_add_relu(out, self.conv3, self.bn3, shortcut)     # (N, C, *S)
+    """
+    c = conv(h)  # (N, C_in, *S) -> (N, C, *S), fresh
+    if _inference_norm_applies(c, bn, identity):
+        return add_relu_(_inference_norm_(c, bn), identity)  # relu(bn(c) + identity), both passes over c
+    return add_relu_(bn(c), identity)

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from senet.layers.fused import conv_bn_se_add_relu
+from senet.layers.fused import conv_bn_add_relu, conv_bn_se_add_relu
 from senet.layers.se_ops import add_relu_
 from senet.layers.nd import avg_pool_nd, conv_nd, norm_nd
 from senet.models.integration import BlockAttention
@@ -125,6 +125,17 @@ class _ResidualUnit(nn.Module):
         observed = (m._forward_hooks or m._forward_pre_hooks for m in (self.se, self.tail_modules()[1]))
         return not any(observed)
 
+    def _use_plain_tail(self) -> bool:
+        """Whether the unit ends ``relu(bn(conv(h)) + shortcut)`` with no SE in the tail and no hooks on the norm,
+        so that :func:`~senet.layers.fused.conv_bn_add_relu` may compute it (in eval, the norm written over the
+        convolution's output, as the SE tail does)."""
+        if self.fused_tail or not self.branch_ends_in_norm or not self._relu_follows_addition():
+            return False
+        if self.se is not None and self.integration == "standard":
+            return False
+        bn = self.tail_modules()[1]
+        return not (bn._forward_hooks or bn._forward_pre_hooks)
+
     def _relu_follows_addition(self) -> bool:
         """Whether ``final_act(out + shortcut)`` is a plain ReLU right after the addition (no ``post`` SE, no
         hooks), so that both may run as one pass (:func:`~senet.layers.se_ops.add_relu_`)."""
@@ -150,6 +161,9 @@ class _ResidualUnit(nn.Module):
         if self._use_fused_tail():
             conv, bn = self.tail_modules()
             return conv_bn_se_add_relu(self.branch_body(x), conv, bn, se, shortcut)  # relu(SE(bn(conv(h))) + shortcut)
+        if self._use_plain_tail():
+            conv, bn = self.tail_modules()
+            return conv_bn_add_relu(self.branch_body(x), conv, bn, shortcut)  # relu(bn(conv(h)) + shortcut)
         out = self.branch(x)  # (N, C_in, *S) -> (N, C_out, *S_out)
         if se is not None and self.integration == "standard":
             out = se(out) + shortcut  # the attention block's output may be saved by autograd
