@@ -1,0 +1,114 @@
+"""The eval tail of a ResNet-50 bottleneck, ``relu(norm(conv3(h)) + identity)``, with the norm written to a
+fresh tensor or over the convolution's output: what writing in place saves, per stage and layout.
+
+    OMP_NUM_THREADS=1 python benchmarks/tail_passes.py --threads 1 --out benchmarks/results/milan-cpu-1thread-tails.json
+
+Each candidate runs the 1x1 convolution and its tail on ResNet-50's stage shapes at batch 8 (eval, no
+autograd, senet's allocator setting), after a 64 MiB write that evicts the caches (as the rest of the
+model would), the candidates interleaved in random order ``--repeats`` times. Printed: the median of the
+fresh-output candidate and the paired median difference of each other one, with its 95% interval.
+
+- ``plain_fresh``: ``add_relu_(bn(c), identity)``, the plain tail until this round (the norm's fresh output);
+- ``plain_inplace``: :func:`senet.layers.fused.conv_bn_add_relu`'s eval path (the norm written over ``c``);
+- ``se_fresh`` / ``se_inplace``: the SE tail's one pass ``s * bn(c)`` (NCHW: the norm's kernel over
+  ``N * C`` channels; channels-last: ``addcmul``) to a fresh tensor or over ``c``, gates given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from senet.bench.allocator import tune_allocator
+from senet.bench.run import machine_info
+from senet.bench.timing import interleaved, median_interval
+from senet.layers.fused import _inference_norm_, _running_affine
+from senet.layers.se_ops import _scale_shift, add_relu_
+
+# (C_in of conv3, C_out, H = W): the 1x1 convolution at the end of each ResNet-50 stage's bottleneck
+STAGES = ((64, 256, 56), (128, 512, 28), (256, 1024, 14), (512, 2048, 7))
+FLUSH_BYTES = 64 * 2**20
+
+
+def _candidates(c_in: int, c_out: int, size: int, channels_last: bool, batch: int) -> dict:
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = nn.Conv2d(c_in, c_out, 1, bias=False).eval().to(memory_format=fmt)
+    bn = nn.BatchNorm2d(c_out).eval()
+    bn.running_var.uniform_(0.5, 1.5)
+    bn.weight.data.uniform_(0.5, 1.5)
+    h = torch.relu(torch.randn(batch, c_in, size, size)).contiguous(memory_format=fmt)
+    identity = torch.randn(batch, c_out, size, size).contiguous(memory_format=fmt)
+    alpha, beta = _running_affine(bn)
+    gates = torch.rand(batch, c_out, 1, 1)
+    scale, shift = gates * alpha.view(-1, 1, 1), gates * beta.view(-1, 1, 1)
+    flush = torch.empty(FLUSH_BYTES // 4)
+
+    def cold(fn):
+        def call():
+            flush.fill_(1.0)  # evict the caches, as the rest of the model does between two such tails
+            return fn()
+
+        return call
+
+    return {
+        "plain_fresh": cold(lambda: add_relu_(bn(conv(h)), identity)),
+        "plain_inplace": cold(lambda: add_relu_(_inference_norm_(conv(h), bn), identity)),
+        "se_fresh": cold(lambda: add_relu_(_scale_shift(conv(h), scale, shift), identity)),
+        "se_inplace": cold(lambda: add_relu_(_scale_shift(conv(h), scale, shift, overwrite=True), identity)),
+    }
+
+
+def run(*, repeats: int, batch: int) -> list[dict]:
+    rows = []
+    for channels_last in (False, True):
+        for c_in, c_out, size in STAGES:
+            with torch.inference_mode():
+                samples = interleaved(_candidates(c_in, c_out, size, channels_last, batch), repeats=repeats)
+            base = samples["plain_fresh"]
+            row = {
+                "shape": [batch, c_out, size, size],
+                "layout": "channels_last" if channels_last else "nchw",
+                "plain_fresh_ms": statistics.median(base) * 1e3,
+                "samples_ms": {name: [t * 1e3 for t in times] for name, times in samples.items()},
+            }
+            for name, times in samples.items():
+                if name != "plain_fresh":
+                    diffs = [(a - b) * 1e3 for a, b in zip(times, base)]
+                    row[f"{name}_minus_plain_fresh_ms"] = statistics.median(diffs)
+                    row[f"{name}_minus_plain_fresh_interval_ms"] = list(median_interval(diffs))
+            rows.append(row)
+            print(
+                f"{row['layout']:13s} {size}x{size}  plain_fresh {row['plain_fresh_ms']:6.2f} ms; paired difference: "
+                + "  ".join(
+                    f"{name} {row[f'{name}_minus_plain_fresh_ms']:+.3f} "
+                    f"({row[f'{name}_minus_plain_fresh_interval_ms'][0]:+.3f}..{row[f'{name}_minus_plain_fresh_interval_ms'][1]:+.3f})"
+                    for name in samples
+                    if name != "plain_fresh"
+                ),
+                flush=True,
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=41)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    mallopt = tune_allocator()
+    rows = run(repeats=args.repeats, batch=args.batch)
+    if args.out:
+        args.out.write_text(json.dumps({"machine": machine_info(args.threads), "mallopt": mallopt, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
