@@ -10,8 +10,9 @@ fresh-output candidate and the paired median difference of each other one, with 
 
 - ``plain_fresh``: ``add_relu_(bn(c), identity)``, the plain tail until this round (the norm's fresh output);
 - ``plain_inplace``: :func:`senet.layers.fused.conv_bn_add_relu`'s eval path (the norm written over ``c``);
-- ``se_fresh`` / ``se_inplace``: the SE tail's one pass ``s * bn(c)`` (NCHW: the norm's kernel over
-  ``N * C`` channels; channels-last: ``addcmul``) to a fresh tensor or over ``c``, gates given.
+- ``se_fresh`` / ``se_inplace``: the SE tail's one pass ``s * bn(c)`` (:func:`senet.layers.fused._inference_norm`
+  with gates; NCHW: the norm's kernel over ``N * C`` rows; channels-last: ``addcmul``) to a fresh tensor
+  or over ``c``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import torch.nn as nn
 from senet.bench.allocator import tune_allocator
 from senet.bench.run import machine_info
 from senet.bench.timing import interleaved, median_interval
-from senet.layers.fused import _inference_norm_, _running_affine
-from senet.layers.se_ops import _scale_shift, add_relu_
+from senet.layers.fused import _inference_norm
+from senet.layers.se_ops import add_relu_
 
 # (C_in of conv3, C_out, H = W): the 1x1 convolution at the end of each ResNet-50 stage's bottleneck
 STAGES = ((64, 256, 56), (128, 512, 28), (256, 1024, 14), (512, 2048, 7))
@@ -44,9 +45,7 @@ def _candidates(c_in: int, c_out: int, size: int, channels_last: bool, batch: in
     bn.weight.data.uniform_(0.5, 1.5)
     h = torch.relu(torch.randn(batch, c_in, size, size)).contiguous(memory_format=fmt)
     identity = torch.randn(batch, c_out, size, size).contiguous(memory_format=fmt)
-    alpha, beta = _running_affine(bn)
     gates = torch.rand(batch, c_out, 1, 1)
-    scale, shift = gates * alpha.view(-1, 1, 1), gates * beta.view(-1, 1, 1)
     flush = torch.empty(FLUSH_BYTES // 4)
 
     def cold(fn):
@@ -58,9 +57,9 @@ def _candidates(c_in: int, c_out: int, size: int, channels_last: bool, batch: in
 
     return {
         "plain_fresh": cold(lambda: add_relu_(bn(conv(h)), identity)),
-        "plain_inplace": cold(lambda: add_relu_(_inference_norm_(conv(h), bn), identity)),
-        "se_fresh": cold(lambda: add_relu_(_scale_shift(conv(h), scale, shift), identity)),
-        "se_inplace": cold(lambda: add_relu_(_scale_shift(conv(h), scale, shift, overwrite=True), identity)),
+        "plain_inplace": cold(lambda: add_relu_(_inference_norm(conv(h), bn, overwrite=True), identity)),
+        "se_fresh": cold(lambda: add_relu_(_inference_norm(conv(h), bn, gates), identity)),
+        "se_inplace": cold(lambda: add_relu_(_inference_norm(conv(h), bn, gates, overwrite=True), identity)),
     }
 
 

@@ -893,20 +893,34 @@ def test_conv_bn_add_relu_trains_as_the_plain_formula_and_falls_back_where_it_mu
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_scale_shift_overwrites_only_untracked_eager_tensors(channels_last):
-    from senet.layers.se_ops import _scale_shift
+def test_inference_norm_gates_the_norm_and_overwrites_only_where_allowed(channels_last):
+    """``s * bn(c)`` in one pass, ``bn(c)`` bit for bit with gates of one; written over ``c`` only when asked,
+    untracked by autograd and of the norm's dtype."""
+    from senet.layers.fused import _inference_norm
 
-    x, _ = _inputs((2, 3, 4, 5), channels_last=channels_last)
-    scale, shift = torch.rand(2, 3, 1, 1), torch.randn(2, 3, 1, 1)
-    expected = x.detach() * scale + shift
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(6).eval()
+    bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-1, 1)
+    c, _ = _inputs((2, 6, 4, 5), channels_last=channels_last)
+    c = c.detach()
+    gates = torch.rand(2, 6, 1, 1)
     with torch.no_grad():
-        kept = x.detach().clone()
-        assert _scale_shift(kept, scale, shift).data_ptr() != kept.data_ptr()
-        written = x.detach().clone()
-        out = _scale_shift(written, scale, shift, overwrite=True)
-        assert out.data_ptr() == written.data_ptr()
+        expected = gates * bn(c)
+        kept = c.clone()
+        out = _inference_norm(kept, bn, gates)
+        assert out.data_ptr() != kept.data_ptr() and torch.equal(kept, c)
         torch.testing.assert_close(out, expected)
-    tracked = x.detach().clone().requires_grad_()
-    out = _scale_shift(tracked, scale, shift, overwrite=True)  # autograd tracks it: never overwritten
+        written = c.clone()
+        assert _inference_norm(written, bn, gates, overwrite=True).data_ptr() == written.data_ptr()
+        torch.testing.assert_close(written, expected)
+        assert torch.equal(_inference_norm(c.clone(), bn, torch.ones(2, 6, 1, 1), overwrite=True), bn(c))
+        assert torch.equal(_inference_norm(c.clone(), bn), bn(c))
+        half = c.bfloat16()  # the norm's parameters are float32: computed as bn(c) does, never written over
+        out = _inference_norm(half, bn, gates.bfloat16(), overwrite=True)
+        assert out.data_ptr() != half.data_ptr() and out.dtype == torch.bfloat16
+        torch.testing.assert_close(out, (gates.bfloat16() * bn(half)), rtol=0.02, atol=0.02)
+    tracked = c.clone().requires_grad_()
+    out = _inference_norm(tracked, bn, gates, overwrite=True)  # autograd tracks it: never overwritten
     assert out.data_ptr() != tracked.data_ptr()
     torch.testing.assert_close(out, expected)

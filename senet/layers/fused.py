@@ -52,10 +52,8 @@ import torch.nn.functional as F
 
 from senet.layers.checks import check_input
 from senet.layers.se_ops import (
-    _batch_norm_over_,
     _chunk_rows,
     _Link,
-    _may_overwrite,
     _plain_only,
     _scale_shift,
     add_relu_,
@@ -418,36 +416,74 @@ def _running_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, 
     return _affine(bn.running_mean, torch.rsqrt(bn.running_var + bn.eps), bn)
 
 
-def _inference_gates(pooled_c, affine, se, spatial_dims: int, dtype: torch.dtype) -> torch.Tensor:
-    """The gates s ``(N, C, 1, ..., 1)`` from ``mean_p(c)`` ``(N, C)`` and the norm's ``affine = (alpha, beta)``:
-    the squeeze of ``bn(c)`` is ``alpha * mean_p(c) + beta``, no pass over ``bn(c)``."""
-    alpha, beta = affine
-    return se.excite(torch.addcmul(beta, pooled_c, alpha).to(dtype), spatial_dims)
+def _inference_gates(pooled_c: torch.Tensor, bn: nn.Module, se: nn.Module, spatial_dims: int) -> torch.Tensor:
+    """The gates s ``(N, C, 1, ..., 1)`` from ``mean_p(c)`` ``(N, C)``, for a norm using its running statistics:
+    the norm is an affine map per channel, so the squeeze of ``bn(c)`` is ``bn(mean_p(c))``, one small norm
+    and no pass over ``bn(c)``."""
+    z = torch.batch_norm(pooled_c, bn.weight, bn.bias, bn.running_mean, bn.running_var, False, 0.0, bn.eps, False)
+    return se.excite(z, spatial_dims)  # (N, C) -> (N, C, 1, ..., 1)
 
 
-def _inference_tail(c, bn, se, identity, *, affine=None, gates=None, overwrite_c=False):
+def _may_overwrite(c: torch.Tensor, bn: nn.Module) -> bool:
+    """Whether an inference helper may write its result over ``c``: eager execution on a plain tensor that
+    autograd does not track, with the norm's parameters and statistics of ``c``'s dtype (the callers pass a
+    fresh convolution output they own, and have checked :func:`_plain_only`)."""
+    if torch.compiler.is_compiling() or type(c) is not torch.Tensor or (torch.is_grad_enabled() and c.requires_grad):
+        return False
+    params = (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    return all(t.dtype == c.dtype for t in params if t is not None)
+
+
+def _inference_norm(c, bn, gates=None, *, overwrite: bool = False) -> torch.Tensor:
+    """``s * bn(c)``, or ``bn(c)`` without gates, for a norm using its running statistics: one pass over ``c``,
+    written over it if ``overwrite`` (where :func:`_may_overwrite` allows; this saves the write-allocate
+    read of a fresh output, 0.1-1 ms per ResNet-50 unit at batch 8, ``benchmarks/tail_passes.py``).
+
+    NCHW: the norm's own kernel. With gates it runs over the ``N * C`` (example, channel) rows of ``P``
+    positions, its weight and bias scaled by the gates (``s * gamma``, ``s * beta_bn``) and the running
+    statistics repeated per example: the kernel then computes ``s * bn(c)`` with the norm's own per-channel
+    arithmetic, so gates of one give ``bn(c)`` bit for bit. Other layouts (channels-last): ``addcmul`` with
+    ``(s * alpha, s * beta)`` from :func:`_running_affine`, 1.5-2x faster than the norm's channels-last kernel.
+    """
+    overwrite = overwrite and _may_overwrite(c, bn)
+    if c.is_contiguous():
+        x, weight, bias, mean, var = c, bn.weight, bn.bias, bn.running_mean, bn.running_var
+        if gates is not None:
+            n, rows = c.shape[0], c.shape[0] * c.shape[1]
+            s = gates.reshape(n, -1)  # (N, C)
+            weight = (s if weight is None else s * weight).reshape(rows)  # s * gamma per (example, channel)
+            bias = None if bias is None else (s * bias).reshape(rows)
+            mean, var = torch.cat((mean,) * n), torch.cat((var,) * n)  # (N * C,)
+            x = c.view(1, rows, -1)  # (1, N * C, P)
+        if overwrite:
+            unused = c.new_empty(0)  # the saved mean and inverse std, which inference leaves empty
+            torch.native_batch_norm(x, weight, bias, mean, var, False, 0.0, bn.eps, out=(x, unused, unused))
+            return c
+        return torch.batch_norm(x, weight, bias, mean, var, False, 0.0, bn.eps, False).view(c.shape)
+    alpha, beta = _running_affine(bn)  # (C,), (C,)
+    view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
+    scale, shift = alpha.view(view), beta.view(view)
+    if gates is not None:
+        scale, shift = gates * scale, gates * shift  # (N, C, 1, ..., 1)
+    if scale.dtype != c.dtype:
+        scale, shift = scale.to(c.dtype), shift.to(c.dtype)
+    return torch.addcmul(shift, c, scale, out=c if overwrite else None)
+
+
+def _inference_tail(c, bn, se, identity, *, gates=None, overwrite_c=False):
     """The tail without autograd, for a norm using its running statistics: ``relu(s * bn(c) + identity)``.
 
-    ``bn(c) = alpha * c + beta`` per channel (``affine``, :func:`_running_affine`), so the squeeze needs no
-    pass over ``bn(c)``: ``mean_p(bn(c)) = alpha * mean_p(c) + beta``, with the gates given (computed from the
-    1x1 convolution's input, see :func:`conv_bn_se_add_relu`) or pooled from ``c``. They are then folded into
-    the norm, ``s * bn(c) = (s * alpha) * c + s * beta`` per example and channel, in one pass (NCHW: the
-    norm's kernel over ``N * C`` channels, :func:`_scale_shift`; channels-last: ``addcmul``; written over
-    ``c`` if ``overwrite_c``), and the addition and ReLU take one more (:func:`add_relu_`): two full-size
-    passes, as the plain tail (:func:`conv_bn_add_relu`). SE adds the squeeze and the two FC layers.
+    The gates are given (computed from the 1x1 convolution's input, see :func:`conv_bn_se_add_relu`) or
+    computed from ``mean_p(c)`` (:func:`_inference_gates`: no pass over ``bn(c)``). They are folded into the
+    norm, ``s * bn(c)`` in one pass (:func:`_inference_norm`, written over ``c`` if ``overwrite_c``), and the
+    addition and ReLU take one more (:func:`add_relu_`): two full-size passes, as the plain tail
+    (:func:`conv_bn_add_relu`). SE adds the squeeze and the two FC layers.
     """
     if not _checked_same_dtype(c, se, identity):
         return torch.relu(se(bn(c)) + identity)
-    alpha, beta = _running_affine(bn) if affine is None else affine  # (C,), (C,)
     if gates is None:
-        gates = _inference_gates(squeeze_mean(c), (alpha, beta), se, c.ndim - 2, c.dtype)  # (N, C, 1, ..., 1)
-    view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
-    scale, shift = (gates * alpha.view(view)).to(c.dtype), (gates * beta.view(view)).to(c.dtype)  # (N, C, 1, ..., 1)
-    if c.is_contiguous():
-        out = _scale_shift(c, scale, shift, overwrite=overwrite_c)  # s * bn(c), the norm's kernel over N * C channels
-    else:
-        out = torch.addcmul(shift, c, scale, out=c if overwrite_c else None)  # s * bn(c)
-    return add_relu_(out, identity)  # relu(s * bn(c) + identity)
+        gates = _inference_gates(squeeze_mean(c), bn, se, c.ndim - 2)  # (N, C, 1, ..., 1)
+    return add_relu_(_inference_norm(c, bn, gates, overwrite=overwrite_c), identity)  # relu(s * bn(c) + identity)
 
 
 def _fused_norm_backward_applies(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> bool:
@@ -545,25 +581,13 @@ def conv_bn_se_add_relu(
             return _inference_tail(conv(h), bn, se, identity, overwrite_c=True)
         return bn_se_add_relu(conv(h), bn, se, identity)
     if inference:
-        affine, gates = _running_affine(bn), None
+        gates = None
         if _squeeze_through_conv(h, conv):  # the squeeze and excitation first, while h is still in cache
-            gates = _inference_gates(_conv_squeeze(h, conv), affine, se, h.ndim - 2, h.dtype)  # (N, C, 1, ..., 1)
-        return _inference_tail(conv(h), bn, se, identity, affine=affine, gates=gates, overwrite_c=True)
+            gates = _inference_gates(_conv_squeeze(h, conv), bn, se, h.ndim - 2)  # (N, C, 1, ..., 1)
+        return _inference_tail(conv(h), bn, se, identity, gates=gates, overwrite_c=True)
     with torch.no_grad():  # values only: the gradient of the squeeze is _SqueezeOf's
         pooled_c = _conv_squeeze(h.detach(), conv)  # (N, C_in, *S) -> (N, C)
     return _se_residual_tail(conv(h), bn, se, identity, pooled_c)  # conv: (N, C_in, *S) -> (N, C, *S)
-
-
-def _inference_norm_(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
-    """``bn(c)`` for a norm using its running statistics, written over ``c``: NCHW through the norm's own
-    kernel (the same values as ``bn(c)``), other layouts as ``addcmul(beta, c, alpha)`` (channels-last:
-    1.5-2x faster than the norm's channels-last kernel; the formula of the SE tail with the gates at one).
-    Writing over ``c`` saves the write-allocate read of a fresh output (see ``benchmarks/README.md``)."""
-    if c.is_contiguous():
-        return _batch_norm_over_(c, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
-    alpha, beta = _running_affine(bn)  # (C,), (C,)
-    view = (-1,) + (1,) * (c.ndim - 2)  # (C,) -> (C, 1, ..., 1)
-    return torch.addcmul(beta.view(view), c, alpha.view(view), out=c)
 
 
 def _inference_norm_applies(c: torch.Tensor, bn: nn.Module, identity: torch.Tensor) -> bool:
@@ -572,12 +596,9 @@ def _inference_norm_applies(c: torch.Tensor, bn: nn.Module, identity: torch.Tens
     ``c``'s shape and dtype (so that the sum can be written over ``c``)."""
     if torch.is_grad_enabled() or not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         return False
-    if isinstance(bn, nn.SyncBatchNorm) or not _uses_running_stats(bn) or not _may_overwrite(c) or _plain_only(c):
+    if isinstance(bn, nn.SyncBatchNorm) or not _uses_running_stats(bn) or not _may_overwrite(c, bn) or _plain_only(c):
         return False
-    if not isinstance(identity, torch.Tensor) or identity.shape != c.shape or identity.dtype != c.dtype:
-        return False
-    params = (bn.weight, bn.bias, bn.running_mean, bn.running_var)
-    return all(t.dtype == c.dtype for t in params if t is not None)
+    return isinstance(identity, torch.Tensor) and identity.shape == c.shape and identity.dtype == c.dtype
 
 
 def conv_bn_add_relu(h: torch.Tensor, conv: nn.Module, bn: nn.Module, identity: torch.Tensor) -> torch.Tensor:
@@ -585,7 +606,7 @@ def conv_bn_add_relu(h: torch.Tensor, conv: nn.Module, bn: nn.Module, identity: 
 
     In training, or wherever the norm's module must run (hooks are the caller's to check), this is
     ``add_relu_(bn(conv(h)), identity)``: the norm's fresh output is overwritten by the sum. In eval mode
-    without autograd the norm is written over the convolution's fresh output (:func:`_inference_norm_`),
+    without autograd the norm is written over the convolution's fresh output (:func:`_inference_norm`),
     as the SE tail writes its scaled norm, so that senet's plain and SE units make the same passes the same
     way. Same values as the plain formula (NCHW: bit for bit; channels-last: within rounding). A plain
     bottleneck's forward ends::
@@ -595,5 +616,5 @@ def conv_bn_add_relu(h: torch.Tensor, conv: nn.Module, bn: nn.Module, identity: 
     """
     c = conv(h)  # (N, C_in, *S) -> (N, C, *S), fresh
     if _inference_norm_applies(c, bn, identity):
-        return add_relu_(_inference_norm_(c, bn), identity)  # relu(bn(c) + identity), both passes over c
+        return add_relu_(_inference_norm(c, bn, overwrite=True), identity)  # relu(bn(c) + identity), both over c
     return add_relu_(bn(c), identity)

@@ -76,10 +76,12 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     n, channels = x.shape[:2]
     if not x.is_floating_point() or positions <= 1:
         return x.mean(dims)
-    if x.is_contiguous() and positions <= _MV_MAX_POSITIONS:
+    if x.is_contiguous():  # NCHW (a map that is channels-last as well has one channel or one position)
+        if positions > _MV_MAX_POSITIONS:
+            return x.mean(dims)
         return torch.mv(x.view(n * channels, positions), x.new_full((positions,), 1.0 / positions)).view(n, channels)
     rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last
-    if channels <= 1 or not rows.is_contiguous():
+    if not rows.is_contiguous():
         return x.mean(dims)
     rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
     weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
@@ -140,49 +142,25 @@ def _chunked_channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return dot
 
 
-def _scale_shift(
-    x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, *, overwrite: bool = False
-) -> torch.Tensor:
-    """``x * scale + shift`` with ``scale``, ``shift`` of shape ``(N, C, 1, ..., 1)``, in one pass; written
-    over ``x`` if ``overwrite`` (in eager execution; a fresh tensor under ``torch.compile``).
+def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``x * scale + shift`` with ``scale``, ``shift`` of shape ``(N, C, 1, ..., 1)``, in one pass.
 
     For a contiguous (NCHW) ``x`` this is an inference-mode batch norm over ``N * C`` channels of ``P``
     positions (mean 0, variance 1, eps 0: ``alpha = scale``, ``beta = shift``), whose kernel is vectorised
     along the positions; ``addcmul`` with two operands broadcast along the innermost dimension is not, and
     runs 1.6x slower than ``x * scale`` there. Channels-last tensors take ``addcmul`` (channels innermost).
-    Writing over ``x`` saves the write-allocate read of a fresh output: 0.1-1 ms per residual unit of
-    ResNet-50 at batch 8 on a 2-core AMD EPYC (see ``benchmarks/README.md``).
     """
     n, channels, positions = x.shape[0], x.shape[1], math.prod(x.shape[2:])
     same_dtype = x.dtype == scale.dtype == shift.dtype
-    overwrite = overwrite and _may_overwrite(x)
     if not same_dtype or positions == 1 or not x.is_contiguous():
-        return torch.addcmul(shift, x, scale, out=x if overwrite and same_dtype else None)
+        return torch.addcmul(shift, x, scale)
     rows = n * channels
     if torch.compiler.is_compiling() or type(x) is not torch.Tensor:  # traced, fake or subclass tensors
         zeros, ones = x.new_zeros(rows), x.new_ones(rows)  # the "running" mean and variance
     else:
         zeros, ones = _zeros_ones(rows, x.dtype, x.device)
-    weight, bias, rows_view = scale.reshape(rows), shift.reshape(rows), x.view(1, rows, positions)
-    if overwrite:
-        return _batch_norm_over_(rows_view, weight, bias, zeros, ones, 0.0).view(x.shape)
-    return torch.batch_norm(rows_view, weight, bias, zeros, ones, False, 0.0, 0.0, False).view(x.shape)
-
-
-def _may_overwrite(x: torch.Tensor) -> bool:
-    """Whether an inference helper may write its result over ``x``: eager execution on a plain tensor that
-    autograd does not track (the callers pass a fresh convolution output they own, and have checked
-    :func:`_plain_only`)."""
-    tracked = torch.is_grad_enabled() and x.requires_grad
-    return not torch.compiler.is_compiling() and type(x) is torch.Tensor and not tracked
-
-
-def _batch_norm_over_(x, weight, bias, running_mean, running_var, eps: float) -> torch.Tensor:
-    """Inference-mode batch norm of ``x`` with the given statistics, written over ``x`` (torch's kernel,
-    ``native_batch_norm.out``, so the values are those of ``F.batch_norm``). Returns ``x``."""
-    unused = x.new_empty(0)  # the saved mean and inverse std, which inference mode leaves empty
-    torch.native_batch_norm(x, weight, bias, running_mean, running_var, False, 0.0, eps, out=(x, unused, unused))
-    return x
+    weight, bias = scale.reshape(rows), shift.reshape(rows)
+    return torch.batch_norm(x.view(1, rows, positions), weight, bias, zeros, ones, False, 0.0, 0.0, False).view(x.shape)
 
 
 @functools.lru_cache(maxsize=64)
