@@ -341,6 +341,21 @@ def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):
     assert _script("unit_times.py", "--repeats", "2").returncode == 2  # argparse error
 
 
+def test_tail_passes_script_checks_and_times_every_tail(tmp_path):
+    out = tmp_path / "tails.json"
+    done = _script("tail_passes.py", "--repeats", "3", "--batch", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["layout"], row["shape"][2]) for row in rows] == [
+        (layout, size) for layout in ("nchw", "channels_last") for size in (56, 28, 14, 7)
+    ]
+    for row in rows:
+        assert row["max_abs_diff_vs_formula"] < 1e-4
+        assert all(len(times) == 3 for times in row["samples_ms"].values())
+        low, high = row["se_tail_minus_plain_inplace_interval_ms"]
+        assert low <= row["se_tail_minus_plain_inplace_ms"] <= high
+
+
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):
     out = tmp_path / "pair.json"
     args = ["--repeats", "3", "--batch", "2", "--image-size", "64", "--layouts", "nchw", "--train", "--memory"]
