@@ -21,7 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"layers", "models", "data", "analysis"},
 }
 # Outside senet, the layers may use only torch and the standard library.
-LAYERS_THIRD_PARTY = {"torch"}
+# (triton is torch's own kernel language, installed with torch on Linux: senet.layers.triton_ops imports it lazily)
+LAYERS_THIRD_PARTY = {"torch", "triton"}
 
 
 def _imports(path: Path) -> set[str]:

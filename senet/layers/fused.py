@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from senet.layers import triton_ops
 from senet.layers.checks import check_input
 from senet.layers.se_ops import (
     _chunk_rows,
@@ -118,12 +119,20 @@ def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True
     return grad_u, ds.to(s.dtype).view_as(s), g, dot, g_sum
 
 
+def _scaled_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor, out: torch.Tensor | None = None):
+    """``relu(x * s + identity)`` in one pass, written to ``out`` (may be ``x``) or a fresh tensor: a Triton
+    kernel on a GPU (:func:`~senet.layers.triton_ops.affine_add_relu`), else ``addcmul`` and an in-place ReLU."""
+    if triton_ops.applies(x, identity, *(() if out is None else (out,))):
+        return triton_ops.affine_add_relu(x, identity, scale=s, out=out)
+    return torch.addcmul(identity, x, s, out=out).relu_()
+
+
 class _ScaleAddReLU(torch.autograd.Function):
     """``out = relu(x * s + identity)``; saves x, s and out (as the plain formula saves x, s and out)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        out = torch.addcmul(identity, x, s).relu_()  # one pass for the scale and the addition
+        out = _scaled_add_relu(x, s, identity)  # one pass for the scale and the addition
         ctx.save_for_backward(x, s, out)
         return out
 
@@ -147,7 +156,7 @@ class _BNScaleAddReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, s, identity, c, alpha, beta, bn, link):
-        torch.addcmul(identity, u, s, out=u).relu_()  # overwrites u: nothing needs it any more
+        _scaled_add_relu(u, s, identity, out=u)  # overwrites u: nothing needs it any more
         ctx.mark_dirty(u)
         ctx.save_for_backward(u, s, c, alpha, beta)
         ctx.bn, ctx.batch_stats, ctx.link = bn, not _uses_running_stats(bn), link
@@ -182,7 +191,7 @@ def scale_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> 
     """
     _check_residual(x, s, identity)
     if not torch.is_grad_enabled():
-        return torch.addcmul(identity, x, s).relu_()
+        return _scaled_add_relu(x, s, identity)
     return _ScaleAddReLU.apply(x, s, identity)
 
 
@@ -483,7 +492,21 @@ def _inference_tail(c, bn, se, identity, *, gates=None, overwrite_c=False):
         return torch.relu(se(bn(c)) + identity)
     if gates is None:
         gates = _inference_gates(squeeze_mean(c), bn, se, c.ndim - 2)  # (N, C, 1, ..., 1)
+    if triton_ops.applies(c, identity):  # a GPU: the whole tail in one pass
+        return _triton_norm_add_relu(c, bn, identity, gates, overwrite=overwrite_c)
     return add_relu_(_inference_norm(c, bn, gates, overwrite=overwrite_c), identity)  # relu(s * bn(c) + identity)
+
+
+def _triton_norm_add_relu(c, bn, identity, gates=None, *, overwrite: bool = False) -> torch.Tensor:
+    """``relu(s * bn(c) + identity)`` (``s = 1`` without gates) for a norm using its running statistics, in
+    one pass (:func:`~senet.layers.triton_ops.affine_add_relu` with ``s * alpha``, ``s * beta``), written
+    over ``c`` where :func:`_may_overwrite` allows."""
+    alpha, beta = _running_affine(bn)  # (C,), (C,)
+    if gates is not None:
+        view = (1, -1) + (1,) * (c.ndim - 2)
+        alpha, beta = gates * alpha.view(view), gates * beta.view(view)  # (N, C, 1, ..., 1)
+    out = c if overwrite and _may_overwrite(c, bn) else None
+    return triton_ops.affine_add_relu(c, identity, scale=alpha, shift=beta, out=out)
 
 
 def _fused_norm_backward_applies(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> bool:
@@ -504,11 +527,11 @@ def _se_residual_tail(c, bn, se, identity, pooled_c=None):
     if pooled_c is None and not torch.is_grad_enabled():  # the norm's output is ours to overwrite
         u = bn(c)
         s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
-        return torch.addcmul(identity, u, s, out=u).relu_()
+        return _scaled_add_relu(u, s, identity, out=u)
     if not torch.is_grad_enabled():
         u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
         z = squeeze_mean(u) if pooled_c is None else (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
-        return torch.addcmul(identity, u, se.excite(z, c.ndim - 2), out=u).relu_()
+        return _scaled_add_relu(u, se.excite(z, c.ndim - 2), identity, out=u)
     if pooled_c is None:
         pooled_c = squeeze_mean(c.detach())  # mean_p(c) (N, C), values only
     link = _TailLink() if _fused_norm_backward_applies(c, bn) else None
@@ -616,5 +639,7 @@ def conv_bn_add_relu(h: torch.Tensor, conv: nn.Module, bn: nn.Module, identity: 
     """
     c = conv(h)  # (N, C_in, *S) -> (N, C, *S), fresh
     if _inference_norm_applies(c, bn, identity):
+        if triton_ops.applies(c, identity):  # a GPU: the norm, the sum and the ReLU in one pass
+            return _triton_norm_add_relu(c, bn, identity, overwrite=True)
         return add_relu_(_inference_norm(c, bn, overwrite=True), identity)  # relu(bn(c) + identity), both over c
     return add_relu_(bn(c), identity)

@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn as nn
 
+from senet.layers import triton_ops
 from senet.layers.checks import check_input
 
 __all__ = ["squeeze_mean", "squeeze_excite", "add_relu_", "channel_dot"]
@@ -65,7 +66,8 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     ``avg_pool2d`` over a ``(N, C, P, 1)`` view, the route of earlier rounds beyond 256 positions, are
     slower there). Contiguous (NCHW) tensors with at most ``_MV_MAX_POSITIONS`` positions (ResNet-50's 7x7
     stage) are pooled as one matrix-vector product, other contiguous tensors and everything under
-    ``torch.jit.trace`` by ``mean``. See ``benchmarks/README.md``.
+    ``torch.jit.trace`` by ``mean``. On a GPU with Triton, one kernel for either layout
+    (:func:`senet.layers.triton_ops.squeeze_mean`). See ``benchmarks/README.md``.
     """
     dims = tuple(range(2, x.ndim))
     positions = math.prod(x.shape[2:])
@@ -76,6 +78,8 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     n, channels = x.shape[:2]
     if not x.is_floating_point() or positions <= 1:
         return x.mean(dims)
+    if triton_ops.applies(x):  # a GPU (or Triton's interpreter): one kernel for either layout
+        return triton_ops.squeeze_mean(x)
     if x.is_contiguous():  # NCHW (a map that is channels-last as well has one channel or one position)
         if positions > _MV_MAX_POSITIONS:
             return x.mean(dims)
@@ -99,8 +103,12 @@ def add_relu_(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     the two passes of ``x.add_(other).relu_()``: ~30% faster on ResNet-50's stage shapes) where it
     applies: CPU tensors of the same shape and dtype (float32 or float64), no autograd recording (the
     kernel has no derivative), eager execution (``torch.compile`` fuses the two ops itself; TorchScript,
-    tracing, export and ``torch.func`` see the plain ops). Elsewhere it is ``x.add_(other).relu_()``.
+    tracing, export and ``torch.func`` see the plain ops). On a GPU with Triton the same one pass is
+    :func:`senet.layers.triton_ops.affine_add_relu` (:func:`~senet.layers.triton_ops.applies` says where).
+    Elsewhere it is ``x.add_(other).relu_()``.
     """
+    if triton_ops.applies(x, other):  # a GPU (or Triton's interpreter): one pass, as on the CPU
+        return triton_ops.affine_add_relu(x, other, out=x)
     if (
         _plain_only(x)
         or torch.compiler.is_compiling()

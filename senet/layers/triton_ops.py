@@ -1,0 +1,262 @@
+"""Triton kernels for SE's two memory-bound steps on a GPU: the squeeze and the fused residual tail.
+
+- :func:`squeeze_mean`: ``mean_p(X)`` ``(N, C, *S) -> (N, C)`` in one read, accumulated in float32.
+- :func:`affine_add_relu`: ``relu(X * a + b + Y)`` with ``a``, ``b`` per example and channel (or per
+  channel) in one pass: the SE reweighting with the residual addition and the ReLU (``a = s``), the same
+  with the eval-mode norm folded in (``a = s * alpha``, ``b = s * beta``), or a plain unit's tail
+  (``a = alpha``, ``b = beta``). Eager CUDA runs this as two or three full-size passes.
+
+Both take NCHW-contiguous or channels-last tensors of any rank (float16, bfloat16, float32) and write
+a fresh output or over a given one (``out=X`` is safe: each element is read before it is written by
+the same program). The eager torch formulas stay the reference and the default wherever these do not
+apply (:func:`applies`): no Triton, CPU tensors, autograd recording through the op, ``torch.compile``
+(which generates its own kernels), other layouts or dtypes.
+
+Which tensors take these kernels is set by :func:`set_mode` (default from the environment variable
+``SENET_TRITON``, read at import): ``"auto"`` (default; CUDA tensors where Triton is installed), ``"off"``
+(never), or ``"interpret"`` (CUDA tensors and CPU tensors too, all run by Triton's interpreter, which
+needs ``TRITON_INTERPRET=1`` in the environment before Triton is imported: slow, for tests and debugging
+on machines without a GPU; the test suite checks the kernels this way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import warnings
+
+import torch
+
+__all__ = ["MODES", "set_mode", "get_mode", "mode", "available", "applies", "squeeze_mean", "affine_add_relu"]
+
+MODES = ("auto", "off", "interpret")
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _interpreter_on() -> bool:
+    """Whether Triton runs kernels in its interpreter (``TRITON_INTERPRET=1``, read when it decorates them)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def set_mode(value: str) -> None:
+    """Which tensors take the Triton kernels: ``"auto"`` (CUDA), ``"off"``, ``"interpret"`` (CUDA and CPU,
+    in Triton's interpreter: needs ``TRITON_INTERPRET=1`` set before Triton is imported)."""
+    global _MODE
+    if value not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {value!r}")
+    if value == "interpret" and not _interpreter_on():
+        raise ValueError("mode 'interpret' needs TRITON_INTERPRET=1 in the environment before Triton is imported")
+    _MODE = value
+
+
+def _mode_from_env() -> str:
+    """``SENET_TRITON`` (``auto``/``1``, ``off``/``0``, ``interpret``); a value that cannot apply warns, then ``auto``."""
+    value = os.environ.get("SENET_TRITON", "").strip().lower() or "auto"
+    value = {"1": "auto", "0": "off"}.get(value, value)
+    if value not in MODES or (value == "interpret" and not _interpreter_on()):
+        warnings.warn(
+            f"SENET_TRITON must be one of {list(MODES)} ('interpret' with TRITON_INTERPRET=1), got {value!r}; "
+            "using 'auto'",
+            stacklevel=2,
+        )
+        return "auto"
+    return value
+
+
+_MODE = _mode_from_env()
+
+
+def get_mode() -> str:
+    """The present mode (see :func:`set_mode`)."""
+    return _MODE
+
+
+@contextlib.contextmanager
+def mode(value: str):
+    """``with mode("interpret"): ...``: :func:`set_mode` for a block, restored afterwards."""
+    previous = get_mode()
+    set_mode(value)
+    try:
+        yield
+    finally:
+        set_mode(previous)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether Triton can be imported (it ships with torch's Linux builds)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _layout(x: torch.Tensor) -> bool | None:
+    """``False`` for an NCHW-contiguous ``x``, ``True`` for a dense channels-last one, None otherwise."""
+    if x.is_contiguous():
+        return False
+    if x.permute(0, *range(2, x.ndim), 1).is_contiguous():  # (N, *S, C) dense: channels have stride 1
+        return True
+    return None
+
+
+def applies(x: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether the kernels take ``x`` (and ``others``, of its shape, dtype and strides): by the mode and the
+    device, eager execution without autograd recording through them, ``(N, C, *S)`` float16/bfloat16/float32,
+    NCHW-contiguous or channels-last. Cheap for CPU tensors in the default mode (one comparison)."""
+    if _MODE == "off" or (x.device.type != "cuda" and _MODE != "interpret"):
+        return False
+    if type(x) is not torch.Tensor or x.ndim < 3 or x.dtype not in _DTYPES or x.numel() == 0:
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
+        return False
+    tensors = (x, *others)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    if any(type(t) is not torch.Tensor or t.shape != x.shape or t.dtype != x.dtype for t in others):
+        return False
+    if any(t.stride() != x.stride() or t.device != x.device for t in others):
+        return False
+    return _layout(x) is not None and available()
+
+
+@functools.cache
+def _kernels():
+    """The two kernels (``triton.jit``: compiled for the GPU, or run by the interpreter under ``TRITON_INTERPRET=1``)."""
+    import triton
+    import triton.language as tl
+
+    def squeeze_kernel(x_ptr, out_ptr, C, P, stride_n, stride_c, stride_p, inv_p,
+                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
+        # one program per (example, block of channels): sums its (BLOCK_C, P) slab in float32
+        n = tl.program_id(0).to(tl.int64)
+        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_mask = cs < C
+        rows = x_ptr + n * stride_n + cs.to(tl.int64)[:, None] * stride_c  # (BLOCK_C, 1) pointers
+        acc = tl.zeros([BLOCK_C], dtype=tl.float32)
+        for start in range(0, P, BLOCK_P):
+            ps = start + tl.arange(0, BLOCK_P)
+            mask = c_mask[:, None] & (ps < P)[None, :]
+            tile = tl.load(rows + ps.to(tl.int64)[None, :] * stride_p, mask=mask, other=0.0)  # (BLOCK_C, BLOCK_P)
+            acc += tl.sum(tile.to(tl.float32), axis=1)
+        tl.store(out_ptr + n * C + cs, (acc * inv_p).to(out_ptr.dtype.element_ty), mask=c_mask)
+
+    def affine_add_relu_kernel(x_ptr, a_ptr, b_ptr, y_ptr, out_ptr, numel, C, P,
+                               a_stride_n, a_stride_c, b_stride_n, b_stride_c,
+                               CHANNELS_LAST: tl.constexpr, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
+                               BLOCK: tl.constexpr):  # fmt: skip
+        # one program per BLOCK consecutive elements of storage; (n, c) of each from the layout
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        if CHANNELS_LAST:  # storage order (N, *S, C)
+            c = offs % C
+            n = offs // (P * C)
+        else:  # storage order (N, C, *S)
+            c = (offs // P) % C
+            n = offs // (C * P)
+        v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if HAS_A:
+            v = v * tl.load(a_ptr + n * a_stride_n + c * a_stride_c, mask=mask, other=0.0).to(tl.float32)
+        if HAS_B:
+            v = v + tl.load(b_ptr + n * b_stride_n + c * b_stride_c, mask=mask, other=0.0).to(tl.float32)
+        v = v + tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        v = tl.where(v < 0, 0.0, v)  # ReLU that keeps NaN, as torch.relu does
+        tl.store(out_ptr + offs, v.to(out_ptr.dtype.element_ty), mask=mask)
+
+    return triton.jit(squeeze_kernel), triton.jit(affine_add_relu_kernel), triton.cdiv
+
+
+def _check(x: object, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.ndim < 3:
+        raise ValueError(f"{name} must be a tensor (N, C, *spatial), got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16 or float32, got {x.dtype}")
+    if _layout(x) is None:
+        raise ValueError(f"{name} must be NCHW-contiguous or channels-last, got strides {x.stride()}")
+    if not available():
+        raise ImportError("Triton is not installed; use the eager formula (senet's ops do where this is missing)")
+    return x
+
+
+def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean(spatial dims)``: ``(N, C, *S) -> (N, C)`` in ``x``'s dtype, summed in float32 by one kernel.
+
+    ``x``: NCHW-contiguous or channels-last, float16/bfloat16/float32, on a CUDA device (or any device under
+    Triton's interpreter). No autograd history (callers use it for values only)."""
+    _check(x)
+    n, channels, positions = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+    out = x.new_empty(n, channels)
+    if positions == 0:
+        return out.fill_(float("nan"))  # the mean of nothing, as torch's
+    channels_last = _layout(x)
+    # the layout's contiguous axis is the long side of the tile, so that each row of loads is coalesced
+    block_c, block_p = (64, 16) if channels_last else (8, 128)
+    stride_p = x.stride(-1) if not channels_last else channels  # positions are one run of stride 1 or C
+    squeeze, _, cdiv = _kernels()
+    squeeze[(n, cdiv(channels, block_c))](
+        x, out, channels, positions, x.stride(0), x.stride(1), stride_p, 1.0 / positions,
+        BLOCK_C=block_c, BLOCK_P=block_p,
+    )  # fmt: skip
+    return out
+
+
+def _per_channel(t: torch.Tensor | None, x: torch.Tensor, name: str) -> tuple[torch.Tensor | None, int, int]:
+    """``t`` as a per-(example, channel) operand: the tensor and its strides over n and c (0 where broadcast)."""
+    if t is None:
+        return None, 0, 0
+    n, channels = x.shape[:2]
+    ones = (1,) * (x.ndim - 2)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+    if t.ndim == 1 and t.shape[0] == channels:  # (C,): per channel
+        t = t.view(1, channels, *ones)
+    if t.ndim != x.ndim or t.shape[2:] != ones or t.shape[1] != channels or t.shape[0] not in (1, n):
+        raise ValueError(f"{name} must have shape (C,) or (N or 1, C, 1, ..., 1) for x {tuple(x.shape)}, got {tuple(t.shape)}")
+    if t.device != x.device:
+        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    return t, (t.stride(0) if t.shape[0] > 1 else 0), t.stride(1)
+
+
+def affine_add_relu(
+    x: torch.Tensor,
+    identity: torch.Tensor,
+    *,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``relu(x * scale + shift + identity)`` in one pass, computed in float32 and rounded once.
+
+    Args:
+        x: ``(N, C, *S)``, NCHW-contiguous or channels-last, float16/bfloat16/float32.
+        identity: the shortcut, same shape, dtype and strides as ``x``.
+        scale, shift: ``(C,)`` or ``(N or 1, C, 1, ..., 1)``, any float dtype; None for 1 and 0. For SE,
+            ``scale = s`` (the gates); with an eval-mode norm folded in, ``s * alpha`` and ``s * beta``.
+        out: where to write (``x`` itself is allowed), same shape, dtype and strides as ``x``; default fresh.
+    """
+    _check(x)
+    for name, t in (("identity", identity), ("out", out)):
+        if t is not None and (not isinstance(t, torch.Tensor) or t.shape != x.shape or t.dtype != x.dtype):
+            got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must have the shape and dtype of x {tuple(x.shape)} {x.dtype}, got {got}")
+        if t is not None and (t.stride() != x.stride() or t.device != x.device):
+            raise ValueError(f"{name} must have the strides and device of x {x.stride()}, got {t.stride()} on {t.device}")
+    scale, a_n, a_c = _per_channel(scale, x, "scale")
+    shift, b_n, b_c = _per_channel(shift, x, "shift")
+    out = torch.empty_like(x) if out is None else out
+    numel, block = x.numel(), 1024
+    if numel == 0:
+        return out
+    _, kernel, cdiv = _kernels()
+    kernel[(cdiv(numel, block),)](
+        x, x if scale is None else scale, x if shift is None else shift, identity, out,
+        numel, x.shape[1], numel // (x.shape[0] * x.shape[1]), a_n, a_c, b_n, b_c,
+        CHANNELS_LAST=_layout(x), HAS_A=scale is not None, HAS_B=shift is not None, BLOCK=block,
+    )  # fmt: skip
+    return out
