@@ -226,6 +226,14 @@ def test_worker_json_has_the_expected_fields():
         run_worker(allocator="jemalloc", quick=True, threads=1, suites=())
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device runs the GPU suite for real")
+def test_gpu_suite_says_why_it_is_skipped_without_a_gpu():
+    result = run_worker(allocator="default", quick=True, threads=1, suites=("gpu",))
+    assert result["gpu"] == {"skipped": "no CUDA device (or SENET_TRITON=off)"} or "not installed" in result["gpu"]["skipped"]
+    text = format_results({"meta": _meta(), "runs": {"default": result}})
+    assert "GPU suite skipped: " in text
+
+
 def _meta() -> dict:
     return {"cpu": "test", "cpu_count": 1, "threads": 1, "glibc": None, "versions": {"torch": "x"}, "quick": True}
 
@@ -251,7 +259,7 @@ def test_run_benchmarks_checks_arguments():
     with pytest.raises(ValueError, match="allocators must be taken from"):
         run_benchmarks(allocators=("jemalloc",))
     with pytest.raises(ValueError, match="suites must be taken from"):
-        run_benchmarks(suites=("gpu",))
+        run_benchmarks(suites=("tpu",))
 
 
 def test_run_benchmarks_runs_each_allocator_in_its_own_worker(tmp_path):

@@ -257,6 +257,24 @@ def test_whole_se_resnet_eval_matches_the_eager_path(calls):
     torch.testing.assert_close(got, _eager(lambda: model(x)), rtol=1e-4, atol=1e-4)
 
 
+@interpreted
+def test_gpu_benchmark_suite_checks_its_kernels_and_reports_ratios():
+    from senet.bench.gpu import run_gpu_suite
+    from senet.bench.run import _gpu_table
+
+    result = run_gpu_suite(quick=True, repeats=2)  # on CPU tensors in the interpreter: a check, not a timing
+    assert result["interpreted"] and len(result["kernels"]) == 4  # 2 layouts x 2 dtypes
+    for row in result["kernels"]:
+        assert row["max_abs_error"]["squeeze"] <= 3e-2 and row["max_abs_error"]["tail"] <= 0.25
+        assert set(row["results"]) == {"squeeze_eager", "squeeze_triton", "tail_eager", "tail_triton"}
+        assert all(len(v["paired_median_ci95"]) == 2 for v in row["ratios"].values())
+    assert [row["mode"] for row in result["models"]] == ["inference", "train_step"]
+    assert "senet_se/senet_plain" in result["models"][0]["ratios"]
+    assert "interpreted: timings are not meaningful" in "\n".join(_gpu_table(result))
+    with pytest.raises(ValueError, match="only with quick=True"):
+        run_gpu_suite(quick=False, repeats=1)
+
+
 # --- on a GPU: the compiled kernels ------------------------------------------------------------------------
 
 

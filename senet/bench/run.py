@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
-SUITES: tuple[str, ...] = ("blocks", "models")
+SUITES: tuple[str, ...] = ("blocks", "models", "gpu")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,12 @@ def run_worker(
         from senet.bench.models import FULL_MODEL_CASE, QUICK_MODEL_CASE, run_model_case
 
         result["models"] = run_model_case(QUICK_MODEL_CASE if quick else FULL_MODEL_CASE, repeats=config.model_repeats)
+        if progress is not None:
+            progress(result)
+    if "gpu" in suites:
+        from senet.bench.gpu import run_gpu_suite
+
+        result["gpu"] = run_gpu_suite(quick=quick, repeats=config.block_repeats)
         if progress is not None:
             progress(result)
     result["load_average_end"] = list(os.getloadavg())
@@ -254,6 +260,32 @@ def _model_table(models: dict) -> list[str]:
     return lines
 
 
+def _gpu_table(gpu: dict) -> list[str]:
+    if "skipped" in gpu and "kernels" not in gpu:
+        return [f"GPU suite skipped: {gpu['skipped']}"]
+    lines = [
+        f"GPU ({gpu['device']}{', interpreted: timings are not meaningful' if gpu['interpreted'] else ''}): "
+        "median time / bandwidth bound (squeeze: 1x bytes, tail: 3x bytes, at the bandwidth of a device copy)",
+        f"{'shape':<18} {'layout':<13} {'dtype':<9} {'GB/s':>7} {'squeeze eager':>13} {'squeeze triton':>14} "
+        f"{'tail eager':>10} {'tail triton':>11} {'tail triton/eager':>17}",
+    ]
+    for row in gpu["kernels"]:
+        res = row["results"]
+        lines.append(
+            f"{'x'.join(map(str, row['shape'])):<18} {row['layout']:<13} {row['dtype']:<9} {row['bandwidth_gbs']:>7.1f} "
+            f"{res['squeeze_eager']['ratio_to_bound']:>13.2f} {res['squeeze_triton']['ratio_to_bound']:>14.2f} "
+            f"{res['tail_eager']['ratio_to_bound']:>10.2f} {res['tail_triton']['ratio_to_bound']:>11.2f} "
+            f"{row['ratios']['tail_triton/tail_eager']['ratio']:>17.3f}"
+        )
+    for row in gpu["models"]:
+        lines.append(f"  {row['mode']} batch {row['batch']} {row['image_size']}px, {row['dtype']}:")
+        for pair, value in row["ratios"].items():
+            lines.append(f"    {pair:<24} {value['ratio']:.3f} (paired median {value['paired_median']:.3f})")
+    if gpu.get("skipped"):
+        lines.append(f"  skipped: {gpu['skipped']}")
+    return lines
+
+
 def format_results(results: dict) -> str:
     """The printed report of :func:`run_benchmarks`' result: one section per allocator setting."""
     meta = results["meta"]
@@ -269,4 +301,6 @@ def format_results(results: dict) -> str:
             lines += _block_table(run["blocks"])
         if "models" in run:
             lines += [""] + _model_table(run["models"])
+        if "gpu" in run:
+            lines += [""] + _gpu_table(run["gpu"])
     return "\n".join(lines)
