@@ -236,8 +236,9 @@ def affine_add_relu(
     Args:
         x: ``(N, C, *S)``, NCHW-contiguous or channels-last, float16/bfloat16/float32.
         identity: the shortcut, same shape, dtype and strides as ``x``.
-        scale, shift: ``(C,)`` or ``(N or 1, C, 1, ..., 1)``, any float dtype; None for 1 and 0. For SE,
-            ``scale = s`` (the gates); with an eval-mode norm folded in, ``s * alpha`` and ``s * beta``.
+        scale: ``(C,)`` or ``(N or 1, C, 1, ..., 1)``, any float dtype; None for 1. For SE, ``scale = s``
+            (the gates); with an eval-mode norm folded in, ``s * alpha``.
+        shift: the same shapes as ``scale``; None for 0. With an eval-mode norm folded in, ``s * beta``.
         out: where to write (``x`` itself is allowed), same shape, dtype and strides as ``x``; default fresh.
     """
     _check(x)
