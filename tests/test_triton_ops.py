@@ -258,6 +258,23 @@ def test_whole_se_resnet_eval_matches_the_eager_path(calls):
 
 
 @interpreted
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_whole_se_resnet_eval_under_bfloat16_autocast_uses_the_kernels(calls, channels_last):
+    # the GPU benchmark's setting: bfloat16 autocast (convolutions and FC layers in bfloat16, norms' parameters
+    # in float32) and channels-last; every unit's tail still takes the kernel and matches the eager path
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model("seresnet20_cifar", num_classes=10).eval().to(memory_format=fmt)
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=fmt)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model(x)
+        with triton_ops.mode("off"):
+            expected = model(x)
+    assert calls["affine_add_relu"] == 9 and got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=0.05, atol=0.05)
+
+
+@interpreted
 def test_gpu_benchmark_suite_checks_its_kernels_and_reports_ratios():
     from senet.bench.gpu import run_gpu_suite
     from senet.bench.run import _gpu_table
