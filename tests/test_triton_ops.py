@@ -275,6 +275,18 @@ def test_whole_se_resnet_eval_under_bfloat16_autocast_uses_the_kernels(calls, ch
 
 
 @interpreted
+def test_compiled_model_leaves_the_kernels_to_the_compiler_without_graph_breaks(calls):
+    torch.manual_seed(0)
+    model = create_model("seresnet20_cifar", num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = _eager(lambda: model(x))
+        got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)  # fullgraph: a graph break raises
+    assert calls["affine_add_relu"] == 0 and calls["squeeze_mean"] == 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@interpreted
 def test_gpu_benchmark_suite_checks_its_kernels_and_reports_ratios():
     from senet.bench.gpu import run_gpu_suite
     from senet.bench.run import _gpu_table
