@@ -105,9 +105,19 @@ def test_kernels_in_triton_interpreter():
 # --- the kernels, in Triton's interpreter (or on a GPU below) ---------------------------------------------
 
 
+def test_squeeze_splits_long_maps_of_few_programs():
+    # a channels-last map of 64 channels would be one program per example; long maps are split in chunks
+    assert triton_ops._squeeze_split(8, 56 * 56, 16) == (49, 64)  # batch 8, C = 64 channels-last: 392 programs
+    assert triton_ops._squeeze_split(8 * 256, 49, 128) == (1, 128)  # enough programs already
+    assert triton_ops._squeeze_split(2, 900, 128) == (2, 512)  # chunks of whole tiles, at least four each
+    for programs, positions, block in ((1, 1, 16), (3, 1000, 16), (5, 12345, 128), (1024, 10**6, 16)):
+        split, chunk = triton_ops._squeeze_split(programs, positions, block)
+        assert chunk % block == 0 and (split - 1) * chunk < positions <= split * chunk  # no empty chunk
+
+
 def _check_squeeze(device: str) -> None:
     torch.manual_seed(0)
-    for shape in SHAPES:
+    for shape in SHAPES + [(2, 8, 30, 30), (1, 70, 9, 100)]:  # the last two are split in chunks
         for channels_last in (False, True):
             for dtype in DTYPES:
                 x = _as_layout(torch.randn(shape, device=device).to(dtype), channels_last)

@@ -1,6 +1,7 @@
 """Triton kernels for SE's two memory-bound steps on a GPU: the squeeze and the fused residual tail.
 
-- :func:`squeeze_mean`: ``mean_p(X)`` ``(N, C, *S) -> (N, C)`` in one read, accumulated in float32.
+- :func:`squeeze_mean`: ``mean_p(X)`` ``(N, C, *S) -> (N, C)`` in one read, accumulated in float32 (a long map
+  of few channels split in chunks over more programs, their partial sums added after).
 - :func:`affine_add_relu`: ``relu(X * a + b + Y)`` with ``a``, ``b`` per example and channel (or per
   channel) in one pass: the SE reweighting with the residual addition and the ReLU (``a = s``), the same
   with the eval-mode norm folded in (``a = s * alpha``, ``b = s * beta``), or a plain unit's tail
@@ -132,20 +133,27 @@ def _kernels():
     import triton
     import triton.language as tl
 
-    def squeeze_kernel(x_ptr, out_ptr, C, P, stride_n, stride_c, stride_p, inv_p,
-                       BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
-        # one program per (example, block of channels): sums its (BLOCK_C, P) slab in float32
+    def squeeze_kernel(x_ptr, out_ptr, C, P, SPLIT, CHUNK, stride_n, stride_c, stride_p, inv_p,
+                       PARTIAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
+        # one program per (example, block of channels, chunk of positions): sums its (BLOCK_C, CHUNK) slab in
+        # float32; PARTIAL (SPLIT > 1): it writes the partial sums (N, C, SPLIT) in float32, else the mean
         n = tl.program_id(0).to(tl.int64)
         cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        chunk = tl.program_id(2)
         c_mask = cs < C
         rows = x_ptr + n * stride_n + cs.to(tl.int64)[:, None] * stride_c  # (BLOCK_C, 1) pointers
         acc = tl.zeros([BLOCK_C], dtype=tl.float32)
-        for start in range(0, P, BLOCK_P):
+        begin = chunk * CHUNK
+        end = tl.minimum(begin + CHUNK, P)
+        for start in range(begin, end, BLOCK_P):
             ps = start + tl.arange(0, BLOCK_P)
-            mask = c_mask[:, None] & (ps < P)[None, :]
+            mask = c_mask[:, None] & (ps < end)[None, :]
             tile = tl.load(rows + ps.to(tl.int64)[None, :] * stride_p, mask=mask, other=0.0)  # (BLOCK_C, BLOCK_P)
             acc += tl.sum(tile.to(tl.float32), axis=1)
-        tl.store(out_ptr + n * C + cs, (acc * inv_p).to(out_ptr.dtype.element_ty), mask=c_mask)
+        if PARTIAL:
+            tl.store(out_ptr + (n * C + cs) * SPLIT + chunk, acc, mask=c_mask)
+        else:
+            tl.store(out_ptr + n * C + cs, (acc * inv_p).to(out_ptr.dtype.element_ty), mask=c_mask)
 
     def affine_add_relu_kernel(x_ptr, a_ptr, b_ptr, y_ptr, out_ptr, numel, C, P,
                                a_stride_n, a_stride_c, b_stride_n, b_stride_c,
@@ -184,8 +192,31 @@ def _check(x: object, name: str = "x") -> torch.Tensor:
     return x
 
 
+# the squeeze kernel launches at least this many programs where the map is long enough (an H100 has 132
+# multiprocessors): a channels-last map of 64 channels is otherwise one program per example
+_SQUEEZE_PROGRAMS = 1024
+_SQUEEZE_MIN_TILES = 4  # tiles of positions per program, at least, when the positions are split
+
+
+def _squeeze_split(programs: int, positions: int, block_p: int) -> tuple[int, int]:
+    """``(split, chunk)``: into how many chunks of ``chunk`` positions (a multiple of ``block_p``) the squeeze
+    kernel splits each map so that ``programs * split`` approaches ``_SQUEEZE_PROGRAMS``, each chunk at least
+    ``_SQUEEZE_MIN_TILES`` tiles long. Depends on the shape only (the same split on every device)."""
+    split = max(1, min(_cdiv(positions, block_p * _SQUEEZE_MIN_TILES), _cdiv(_SQUEEZE_PROGRAMS, programs)))
+    chunk = _cdiv(_cdiv(positions, split), block_p) * block_p  # P / split, rounded up to whole tiles
+    return _cdiv(positions, chunk), chunk  # no empty chunk
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     """``x.mean(spatial dims)``: ``(N, C, *S) -> (N, C)`` in ``x``'s dtype, summed in float32 by one kernel.
+
+    Each program sums a block of channels of one example; where that makes few programs for a long map
+    (channels-last ``h`` of 64 channels at 56x56: one per example) the positions are split in chunks
+    (:func:`_squeeze_split`) and the float32 partial sums ``(N, C, split)`` are added by torch afterwards.
 
     ``x``: NCHW-contiguous or channels-last, float16/bfloat16/float32, on a CUDA device (or any device under
     Triton's interpreter). No autograd history (callers use it for values only)."""
@@ -198,11 +229,15 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     # the layout's contiguous axis is the long side of the tile, so that each row of loads is coalesced
     block_c, block_p = (64, 16) if channels_last else (8, 128)
     stride_p = x.stride(-1) if not channels_last else channels  # positions are one run of stride 1 or C
+    split, chunk = _squeeze_split(n * math.ceil(channels / block_c), positions, block_p)
     squeeze, _, cdiv = _kernels()
-    squeeze[(n, cdiv(channels, block_c))](
-        x, out, channels, positions, x.stride(0), x.stride(1), stride_p, 1.0 / positions,
-        BLOCK_C=block_c, BLOCK_P=block_p,
+    target = out if split == 1 else x.new_empty(n, channels, split, dtype=torch.float32)  # partial sums
+    squeeze[(n, cdiv(channels, block_c), split)](
+        x, target, channels, positions, split, chunk, x.stride(0), x.stride(1), stride_p, 1.0 / positions,
+        PARTIAL=split > 1, BLOCK_C=block_c, BLOCK_P=block_p,
     )  # fmt: skip
+    if split > 1:
+        torch.mul(target.sum(-1), 1.0 / positions, out=out)  # (N, C, SPLIT) -> (N, C), rounded once to x's dtype
     return out
 
 
