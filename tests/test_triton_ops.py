@@ -88,6 +88,8 @@ def test_public_functions_reject_bad_input():
         triton_ops.affine_add_relu(x, _as_layout(torch.randn(2, 4, 5, 5), True))
     with pytest.raises(ValueError, match=r"scale must have shape \(C,\) or \(N or 1, C, 1, ..., 1\)"):
         triton_ops.affine_add_relu(x, x.clone(), scale=torch.rand(2, 4, 5, 1))
+    with pytest.raises(TypeError, match="identity must be a tensor, got NoneType"):
+        triton_ops.affine_add_relu(x, None)
     with pytest.raises(TypeError, match="shift must be a tensor, got float"):
         triton_ops.affine_add_relu(x, x.clone(), shift=0.5)
 
@@ -158,6 +160,28 @@ def test_squeeze_kernel_matches_mean_every_rank_layout_dtype():
 @interpreted
 def test_affine_add_relu_kernel_matches_formula_every_rank_layout_dtype():
     _check_affine_add_relu("cpu")
+
+
+def test_affine_tiles_follow_the_contiguous_axis():
+    assert triton_ops._tile(256, 56 * 56, channels_last=False) == (2, 1024)  # NCHW: long along positions
+    assert triton_ops._tile(2048, 49, channels_last=False) == (16, 64)
+    assert triton_ops._tile(2048, 49, channels_last=True) == (128, 8)  # channels-last: long along channels
+    assert triton_ops._tile(3, 5, channels_last=True) == (4, 8)
+    for channels, positions, cl in ((1, 1, False), (1, 1, True), (7, 100000, False), (100000, 3, True)):
+        block_c, block_p = triton_ops._tile(channels, positions, cl)
+        assert block_c * block_p <= 2 * triton_ops._TILE and min(block_c, block_p) >= 2
+
+
+@interpreted
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_affine_add_relu_launches_in_slices_of_the_batch(monkeypatch, channels_last):
+    # CUDA grids take at most 65535 examples on their third axis; the batch is cut into slices of that many
+    monkeypatch.setattr(triton_ops, "_MAX_GRID_YZ", 2)
+    torch.manual_seed(0)
+    x, y = (_as_layout(torch.randn(5, 6, 3, 4), channels_last) for _ in range(2))
+    gates, shift = torch.rand(5, 6, 1, 1), torch.randn(1, 6, 1, 1)
+    got = triton_ops.affine_add_relu(x, y, scale=gates, shift=shift)
+    torch.testing.assert_close(got, torch.relu(x * gates + shift + y))
 
 
 @interpreted

@@ -155,24 +155,23 @@ def _kernels():
         else:
             tl.store(out_ptr + n * C + cs, (acc * inv_p).to(out_ptr.dtype.element_ty), mask=c_mask)
 
-    def affine_add_relu_kernel(x_ptr, a_ptr, b_ptr, y_ptr, out_ptr, numel, C, P,
+    def affine_add_relu_kernel(x_ptr, a_ptr, b_ptr, y_ptr, out_ptr, C, P, stride_n, stride_c, stride_p,
                                a_stride_n, a_stride_c, b_stride_n, b_stride_c,
-                               CHANNELS_LAST: tl.constexpr, HAS_A: tl.constexpr, HAS_B: tl.constexpr,
-                               BLOCK: tl.constexpr):  # fmt: skip
-        # one program per BLOCK consecutive elements of storage; (n, c) of each from the layout
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < numel
-        if CHANNELS_LAST:  # storage order (N, *S, C)
-            c = offs % C
-            n = offs // (P * C)
-        else:  # storage order (N, C, *S)
-            c = (offs // P) % C
-            n = offs // (C * P)
-        v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+                               HAS_A: tl.constexpr, HAS_B: tl.constexpr,
+                               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
+        # one program per (block of positions, block of channels, example): a (BLOCK_C, BLOCK_P) tile, whose
+        # a and b are loaded once per channel (no index arithmetic per element); x, y, out share strides
+        ps = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        n = tl.program_id(2).to(tl.int64)
+        c_mask = cs < C
+        mask = c_mask[:, None] & (ps < P)[None, :]
+        offs = n * stride_n + cs.to(tl.int64)[:, None] * stride_c + ps.to(tl.int64)[None, :] * stride_p
+        v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # (BLOCK_C, BLOCK_P)
         if HAS_A:
-            v = v * tl.load(a_ptr + n * a_stride_n + c * a_stride_c, mask=mask, other=0.0).to(tl.float32)
+            v = v * tl.load(a_ptr + n * a_stride_n + cs * a_stride_c, mask=c_mask, other=0.0).to(tl.float32)[:, None]
         if HAS_B:
-            v = v + tl.load(b_ptr + n * b_stride_n + c * b_stride_c, mask=mask, other=0.0).to(tl.float32)
+            v = v + tl.load(b_ptr + n * b_stride_n + cs * b_stride_c, mask=c_mask, other=0.0).to(tl.float32)[:, None]
         v = v + tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         v = tl.where(v < 0, 0.0, v)  # ReLU that keeps NaN, as torch.relu does
         tl.store(out_ptr + offs, v.to(out_ptr.dtype.element_ty), mask=mask)
@@ -258,6 +257,34 @@ def _per_channel(t: torch.Tensor | None, x: torch.Tensor, name: str) -> tuple[to
     return t, (t.stride(0) if t.shape[0] > 1 else 0), t.stride(1)
 
 
+_MAX_GRID_YZ = 65535  # CUDA's limit on a grid's second and third axes
+_TILE = 1024  # elements per program of the affine kernel
+
+
+def _tile(channels: int, positions: int, channels_last: bool) -> tuple[int, int]:
+    """``(BLOCK_C, BLOCK_P)`` of the affine kernel's tile: powers of two of at least 2, about ``_TILE`` elements
+    (at most twice that), long along the layout's contiguous axis (positions for NCHW, channels for
+    channels-last)."""
+    if channels_last:
+        block_c = max(2, min(128, _next_power_of_2(channels)))
+        return block_c, max(2, min(_TILE // block_c, _next_power_of_2(positions)))
+    block_p = max(2, min(_TILE, _next_power_of_2(positions)))
+    return max(2, min(_TILE // block_p, _next_power_of_2(channels))), block_p
+
+
+def _next_power_of_2(k: int) -> int:
+    """The smallest power of two >= ``k`` (``triton.next_power_of_2``, without importing Triton here)."""
+    return 1 << max(0, k - 1).bit_length()
+
+
+def _rows(t: torch.Tensor | None, first: int, last: int, x: torch.Tensor) -> torch.Tensor:
+    """Examples ``first:last`` of a per-(example, channel) operand (all of a broadcast one); ``x`` for None
+    (a placeholder pointer the kernel never reads)."""
+    if t is None:
+        return x
+    return t[first:last] if t.shape[0] > 1 else t
+
+
 def affine_add_relu(
     x: torch.Tensor,
     identity: torch.Tensor,
@@ -268,6 +295,10 @@ def affine_add_relu(
 ) -> torch.Tensor:
     """``relu(x * scale + shift + identity)`` in one pass, computed in float32 and rounded once.
 
+    Each program takes a tile of channels x positions of one example (:func:`_tile`), with its ``scale``
+    and ``shift`` loaded once per channel: no index arithmetic per element (a 64-bit division per element
+    would cost a GPU more than the memory traffic of this op).
+
     Args:
         x: ``(N, C, *S)``, NCHW-contiguous or channels-last, float16/bfloat16/float32.
         identity: the shortcut, same shape, dtype and strides as ``x``.
@@ -277,6 +308,8 @@ def affine_add_relu(
         out: where to write (``x`` itself is allowed), same shape, dtype and strides as ``x``; default fresh.
     """
     _check(x)
+    if not isinstance(identity, torch.Tensor):
+        raise TypeError(f"identity must be a tensor, got {type(identity).__name__}")
     for name, t in (("identity", identity), ("out", out)):
         if t is not None and (not isinstance(t, torch.Tensor) or t.shape != x.shape or t.dtype != x.dtype):
             got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
@@ -286,13 +319,18 @@ def affine_add_relu(
     scale, a_n, a_c = _per_channel(scale, x, "scale")
     shift, b_n, b_c = _per_channel(shift, x, "shift")
     out = torch.empty_like(x) if out is None else out
-    numel, block = x.numel(), 1024
-    if numel == 0:
+    if x.numel() == 0:
         return out
+    n, channels, positions = x.shape[0], x.shape[1], x.numel() // (x.shape[0] * x.shape[1])
+    channels_last = _layout(x)
+    block_c, block_p = _tile(channels, positions, channels_last)
+    stride_p = channels if channels_last else 1  # positions are one run of stride C or 1
     _, kernel, cdiv = _kernels()
-    kernel[(cdiv(numel, block),)](
-        x, x if scale is None else scale, x if shift is None else shift, identity, out,
-        numel, x.shape[1], numel // (x.shape[0] * x.shape[1]), a_n, a_c, b_n, b_c,
-        CHANNELS_LAST=_layout(x), HAS_A=scale is not None, HAS_B=shift is not None, BLOCK=block,
-    )  # fmt: skip
+    for first in range(0, n, _MAX_GRID_YZ):  # the grid's third axis is at most 65535 examples long
+        last = min(first + _MAX_GRID_YZ, n)
+        kernel[(cdiv(positions, block_p), cdiv(channels, block_c), last - first)](
+            x[first:last], _rows(scale, first, last, x), _rows(shift, first, last, x), identity[first:last],
+            out[first:last], channels, positions, x.stride(0), x.stride(1), stride_p, a_n, a_c, b_n, b_c,
+            HAS_A=scale is not None, HAS_B=shift is not None, BLOCK_C=block_c, BLOCK_P=block_p,
+        )  # fmt: skip
     return out
