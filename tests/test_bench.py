@@ -55,6 +55,17 @@ def test_interleaved_shuffles_each_repeat_and_summaries_use_medians():
         interleaved(fns, repeats=0)
 
 
+def test_interleaved_synchronizes_around_every_sample():
+    events: list[str] = []
+    fns = {name: (lambda name=name: events.append(name)) for name in "ab"}
+    interleaved(fns, repeats=3, synchronize=lambda: events.append("sync"))
+    timed = events[8:]  # calibration: call, sync, call, sync per function
+    assert events[:4] == ["a", "sync", "a", "sync"]
+    assert [timed[i] for i in range(0, len(timed), 3)] == ["sync"] * 6  # before each sample
+    assert [timed[i] for i in range(2, len(timed), 3)] == ["sync"] * 6  # and after it
+    assert sorted(timed[i] for i in range(1, len(timed), 3)) == list("aaabbb")
+
+
 def test_median_interval_is_the_binomial_order_statistic_interval():
     from senet.bench.timing import median_interval
 

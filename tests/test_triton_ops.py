@@ -280,11 +280,17 @@ def test_training_tail_forward_kernel_and_gradients_match_autograd(calls):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
 
 
+def _small_se_resnet(channels_last: bool = False):
+    """A seeded SE-ResNet-20 in eval mode and an input batch, both in the given layout."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model("seresnet20_cifar", num_classes=10).eval().to(memory_format=fmt)
+    return model, torch.randn(2, 3, 32, 32).contiguous(memory_format=fmt)
+
+
 @interpreted
 def test_whole_se_resnet_eval_matches_the_eager_path(calls):
-    torch.manual_seed(0)
-    model = create_model("seresnet20_cifar", num_classes=10).eval()
-    x = torch.randn(2, 3, 32, 32)
+    model, x = _small_se_resnet()
     with torch.no_grad():
         got = model(x)
     assert calls["affine_add_relu"] >= 9  # every unit's tail
@@ -296,10 +302,7 @@ def test_whole_se_resnet_eval_matches_the_eager_path(calls):
 def test_whole_se_resnet_eval_under_bfloat16_autocast_uses_the_kernels(calls, channels_last):
     # the GPU benchmark's setting: bfloat16 autocast (convolutions and FC layers in bfloat16, norms' parameters
     # in float32) and channels-last; every unit's tail still takes the kernel and matches the eager path
-    torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = create_model("seresnet20_cifar", num_classes=10).eval().to(memory_format=fmt)
-    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=fmt)
+    model, x = _small_se_resnet(channels_last)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         got = model(x)
         with triton_ops.mode("off"):
@@ -310,9 +313,7 @@ def test_whole_se_resnet_eval_under_bfloat16_autocast_uses_the_kernels(calls, ch
 
 @interpreted
 def test_compiled_model_leaves_the_kernels_to_the_compiler_without_graph_breaks(calls):
-    torch.manual_seed(0)
-    model = create_model("seresnet20_cifar", num_classes=10).eval()
-    x = torch.randn(2, 3, 32, 32)
+    model, x = _small_se_resnet()
     with torch.no_grad():
         expected = _eager(lambda: model(x))
         got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)  # fullgraph: a graph break raises

@@ -3,30 +3,29 @@
 - Kernels, on ResNet-50's stage shapes (batch 32; NCHW and channels-last; float32 and bfloat16): the squeeze
   (``x.mean(spatial)`` against :func:`senet.layers.triton_ops.squeeze_mean`) and the SE unit's inference
   tail ``relu(s * bn(c) + identity)`` (eager: the norm, the multiply, the addition and the ReLU as torch
-  runs them; senet's eager tail with the kernels switched off; the one-pass kernel), each against the
-  memory-bandwidth bound (bytes the op must move at the bandwidth of a device copy measured in the same run).
+  runs them; senet's route: the norm and gates folded into one :func:`~senet.layers.triton_ops.affine_add_relu`
+  pass), each against the memory-bandwidth bound (bytes the op must move at the bandwidth of a device copy measured in the same run).
   Each kernel's output is checked against the eager formula before anything is timed.
 - Models: SE-ResNet-50 / ResNet-50 from senet and from timm, bfloat16 autocast and channels-last,
   inference and a training step, interleaved; throughput ratios of the medians.
 
-Times come from CUDA events around ``calls`` back-to-back launches, the candidates in a fresh random order
-each repeat. Without a CUDA device and Triton the suite reports why it was skipped; under Triton's
+Times come from :func:`senet.bench.timing.interleaved` (the candidates in a fresh random order each repeat),
+synchronising the device around each sample of back-to-back launches. Without a CUDA device and Triton the suite reports why it was skipped; under Triton's
 interpreter (``SENET_TRITON=interpret``) ``quick`` runs it on CPU tensors, a check of the code, not a timing.
 """
 
 from __future__ import annotations
 
-import random
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from senet.bench.timing import ratio
+from senet.bench.models import _inference, _ratios, _train_step
+from senet.bench.timing import interleaved, ratio
 from senet.layers import triton_ops
+from senet.layers.fused import _triton_norm_add_relu
 from senet.models import create_model
 
 __all__ = ["KERNEL_SHAPES", "QUICK_KERNEL_SHAPES", "gpu_device", "run_gpu_suite"]
@@ -46,40 +45,20 @@ def gpu_device() -> torch.device | None:
     return None
 
 
-def _timer(device: torch.device, calls: int) -> Callable[[Callable[[], object]], float]:
-    """Seconds per call of ``fn`` over ``calls`` back-to-back calls (CUDA events on a GPU)."""
+def _synchronize(device: torch.device) -> Callable[[], object] | None:
+    """What :func:`~senet.bench.timing.interleaved` calls around each sample: CUDA runs asynchronously."""
+    return torch.cuda.synchronize if device.type == "cuda" else None
 
-    def time_it(fn: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(calls):
-                fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / 1e3 / calls
-        began = time.perf_counter()
-        for _ in range(calls):
+
+def _autocast(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    def call() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             fn()
-        return (time.perf_counter() - began) / calls
 
-    return time_it
-
-
-def _interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, time_it) -> dict[str, list[float]]:
-    for fn in fns.values():  # warm-up: compiles the kernels
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    order = list(fns)
-    rng = random.Random(0)
-    for _ in range(repeats):
-        rng.shuffle(order)
-        for name in order:
-            samples[name].append(time_it(fns[name]))
-    return samples
+    return call
 
 
-def _kernel_row(shape, channels_last: bool, dtype: torch.dtype, device: torch.device, repeats: int, time_it) -> dict:
+def _kernel_row(shape, channels_last: bool, dtype: torch.dtype, device: torch.device, repeats: int, min_time: float) -> dict:
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     n, channels = shape[:2]
@@ -89,16 +68,13 @@ def _kernel_row(shape, channels_last: bool, dtype: torch.dtype, device: torch.de
     bn = nn.BatchNorm2d(channels).eval().to(device)
     with torch.no_grad():
         bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
-    alpha = bn.weight.detach() * torch.rsqrt(bn.running_var + bn.eps)  # bn(c) = alpha * c + beta per channel
-    beta = bn.bias.detach() - bn.running_mean * alpha
-    scale, shift = gates * alpha.view(1, -1, 1, 1), gates * beta.view(1, -1, 1, 1)
     dims = (2, 3)
 
     def eager_tail():  # what an unfused SE unit runs: norm, multiply, add, ReLU
         return torch.relu(bn(c).mul_(gates) + identity)
 
-    def kernel_tail():
-        return triton_ops.affine_add_relu(c, identity, scale=scale, shift=shift)
+    def kernel_tail():  # senet's route on a GPU: the norm folded into one affine_add_relu pass
+        return _triton_norm_add_relu(c, bn, identity, gates)
 
     with torch.no_grad(), torch.autocast(device.type, enabled=False):
         squeeze_error = (triton_ops.squeeze_mean(c).float() - c.float().mean(dims)).abs().max().item()
@@ -114,7 +90,7 @@ def _kernel_row(shape, channels_last: bool, dtype: torch.dtype, device: torch.de
             "tail_eager": eager_tail,
             "tail_triton": kernel_tail,
         }
-        samples = _interleaved(fns, repeats=repeats, time_it=time_it)
+        samples = interleaved(fns, repeats=repeats, min_time=min_time, synchronize=_synchronize(device))
     nbytes = c.numel() * c.element_size()
     bandwidth = 2 * nbytes / statistics.median(samples["copy"])  # bytes per second
     bound = {"squeeze": nbytes / bandwidth, "tail": 3 * nbytes / bandwidth}  # reads c (and identity), writes out
@@ -138,7 +114,7 @@ def _kernel_row(shape, channels_last: bool, dtype: torch.dtype, device: torch.de
     }
 
 
-def _model_rows(device: torch.device, *, quick: bool, repeats: int, time_it) -> tuple[list[dict], dict[str, str]]:
+def _model_rows(device: torch.device, *, quick: bool, repeats: int, min_time: float) -> tuple[list[dict], dict[str, str]]:
     arch_se, arch_plain, batch, size = ("seresnet18", "resnet18", 2, 32) if quick else ("seresnet50", "resnet50", 64, 224)
     torch.manual_seed(0)
     models = {"senet_se": create_model(arch_se), "senet_plain": create_model(arch_plain)}
@@ -151,25 +127,15 @@ def _model_rows(device: torch.device, *, quick: bool, repeats: int, time_it) -> 
         skipped["timm"] = "timm is not installed"
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     target = torch.randint(0, 1000, (batch,), device=device)
-    autocast_dtype = torch.bfloat16
+    models = {name: model.to(device, memory_format=torch.channels_last) for name, model in models.items()}
     rows = []
     for mode in ("inference", "train_step"):
         training = mode == "train_step"
-        fns = {}
-        for name, model in models.items():
-            model = model.to(device, memory_format=torch.channels_last).train(training)
-
-            def call(model=model):
-                with torch.autocast(device.type, dtype=autocast_dtype), torch.set_grad_enabled(training):
-                    out = model(x)
-                    if training:
-                        for p in model.parameters():
-                            p.grad = None
-                        F.cross_entropy(out.float(), target).backward()
-
-            fns[name] = call
-        samples = _interleaved(fns, repeats=repeats, time_it=time_it)
-        pairs = (("senet_se", "senet_plain"), ("timm_se", "timm_plain"), ("senet_se", "timm_se"), ("senet_plain", "timm_plain"))
+        fns = {
+            name: _autocast(_train_step(model.train(), x, target) if training else _inference(model.eval(), x), device)
+            for name, model in models.items()
+        }
+        samples = interleaved(fns, repeats=repeats, min_time=min_time, synchronize=_synchronize(device))
         rows.append(
             {
                 "mode": mode,
@@ -178,7 +144,7 @@ def _model_rows(device: torch.device, *, quick: bool, repeats: int, time_it) -> 
                 "dtype": "bfloat16 autocast, channels_last",
                 "results": {name: {"median_s": statistics.median(s), "images_per_s": batch / statistics.median(s)}
                             for name, s in samples.items()},  # fmt: skip
-                "ratios": {f"{a}/{b}": ratio(samples[a], samples[b]) for a, b in pairs if a in samples and b in samples},
+                "ratios": _ratios(samples),
             }
         )
     return rows, skipped
@@ -193,12 +159,12 @@ def run_gpu_suite(*, quick: bool, repeats: int) -> dict:
     interpreted = device.type != "cuda"
     if interpreted and not quick:
         raise ValueError("the GPU suite runs on CPU tensors only with quick=True (Triton's interpreter is slow)")
-    time_it = _timer(device, calls=1 if quick else 20)
+    min_time = 0.0 if quick else 0.02  # seconds per sample: many back-to-back launches on a GPU
     kernels = []
     for shape in QUICK_KERNEL_SHAPES if quick else KERNEL_SHAPES:
         for channels_last in (False, True):
             for dtype in (torch.float32, torch.bfloat16):
-                kernels.append(_kernel_row(shape, channels_last, dtype, device, repeats, time_it))
-    models, skipped = _model_rows(device, quick=quick, repeats=repeats, time_it=_timer(device, calls=1 if quick else 5))
+                kernels.append(_kernel_row(shape, channels_last, dtype, device, repeats, min_time))
+    models, skipped = _model_rows(device, quick=quick, repeats=repeats, min_time=min_time)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (Triton interpreter)"
     return {"device": name, "interpreted": interpreted, "kernels": kernels, "models": models, "skipped": skipped}

@@ -18,17 +18,24 @@ import torch
 __all__ = ["interleaved", "summarize", "median_interval", "ratio", "saved_bytes", "peak_bytes"]
 
 
-def _calibrate(fn: Callable[[], object], min_time: float) -> int:
+def _calibrate(fn: Callable[[], object], min_time: float, synchronize: Callable[[], object]) -> int:
     """How many calls make one sample last at least ``min_time`` seconds (after one warm-up call)."""
     fn()
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     once = max(time.perf_counter() - start, 1e-7)
     return max(1, math.ceil(min_time / once))
 
 
 def interleaved(
-    fns: dict[str, Callable[[], object]], *, repeats: int, min_time: float = 0.0, seed: int = 0
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int,
+    min_time: float = 0.0,
+    seed: int = 0,
+    synchronize: Callable[[], object] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, ``repeats`` samples each, measured in turns.
 
@@ -36,20 +43,24 @@ def interleaved(
     calls all of them in a fresh random order (``random.Random(seed)``, so a run is reproducible). A
     fixed cyclic order, even rotated, would have each function run right after the same other one in
     almost every repeat, and inherit the cache state that one leaves (on a CPU with a large L3, whether
-    the input is still cached decides a memory-bound op's time).
+    the input is still cached decides a memory-bound op's time). ``synchronize`` (e.g.
+    ``torch.cuda.synchronize``) is called before and after each sample, so that asynchronous work is timed.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     names = list(fns)
-    inner = {name: _calibrate(fns[name], min_time) for name in names}
+    synchronize = synchronize or (lambda: None)
+    inner = {name: _calibrate(fns[name], min_time, synchronize) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
     rng = random.Random(seed)
     for _ in range(repeats):
         for name in rng.sample(names, len(names)):
             fn, n = fns[name], inner[name]
+            synchronize()
             start = time.perf_counter()
             for _ in range(n):
                 fn()
+            synchronize()
             samples[name].append((time.perf_counter() - start) / n)
     return samples
 

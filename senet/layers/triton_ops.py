@@ -228,7 +228,7 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     # the layout's contiguous axis is the long side of the tile, so that each row of loads is coalesced
     block_c, block_p = (64, 16) if channels_last else (8, 128)
     stride_p = x.stride(-1) if not channels_last else channels  # positions are one run of stride 1 or C
-    split, chunk = _squeeze_split(n * math.ceil(channels / block_c), positions, block_p)
+    split, chunk = _squeeze_split(n * _cdiv(channels, block_c), positions, block_p)
     squeeze, _, cdiv = _kernels()
     target = out if split == 1 else x.new_empty(n, channels, split, dtype=torch.float32)  # partial sums
     squeeze[(n, cdiv(channels, block_c), split)](
