@@ -9,7 +9,11 @@ what the units do not cover (stem, pooling, head) is reported as the rest. Alone
 ``--repeats`` times on its own input (captured in the model), the SE and plain unit in turns. Per stage
 the script prints the median milliseconds per forward of the SE units, of the plain units and their
 difference, in the model and alone: where SE's added inference time is, and whether it depends on the
-ops around the unit. Hooks on a unit do not change its path (the fused SE tail is kept).
+ops around the unit. In the model each unit's time is also split into segments (hooks on ``act2`` and
+on the tail convolution ``conv3``): the body up to ``act2``, what runs between it and ``conv3`` (an SE unit's
+squeeze and excitation of the convolution's input), ``conv3`` itself and the tail after it; the script
+prints SE - plain per segment and stage, paired by forward. Hooks on a unit, ``act2`` or ``conv3`` do not
+change its path (the fused SE tail is kept).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from senet.models import create_model
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 WHERE = ("in_model", "alone")
+SEGMENTS = ("body", "se_ops", "tail_conv", "tail")
 
 
 def _units(model: nn.Module) -> dict[str, nn.Module]:
@@ -37,18 +42,36 @@ def _units(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _hook_times(model: nn.Module, times: dict[str, list[float]]) -> list:
-    """Forward hooks that add each unit's time of the current forward to ``times[name][-1]``."""
-    started: dict[str, float] = {}
+    """Forward hooks that add each unit's time of the current forward to ``times[name][-1]``, and the time of
+    each of its segments (:data:`SEGMENTS`) to ``times[f"{name}/{segment}"][-1]``.
+
+    The segments of a bottleneck, marked by hooks on ``act2`` (the end of the branch body) and on the tail
+    convolution ``conv3``: ``body`` (shortcut, conv1 to act2), ``se_ops`` (what runs between the body and
+    the tail convolution: an SE unit's squeeze and excitation where it squeezes the convolution's input),
+    ``tail_conv`` and ``tail`` (the norm, gated in an SE unit, the addition and ReLU; at 7x7 also the squeeze
+    and excitation of the convolution's output).
+    """
+    marks: dict[str, list[float]] = {}
     handles = []
     for name, unit in _units(model).items():
+        conv = unit.tail_modules()[0]
 
-        def pre(module, args, name=name):
-            started[name] = time.perf_counter()
+        def mark(*_, name=name):  # unit start, act2 end, conv3 start, conv3 end
+            marks[name].append(time.perf_counter())
 
-        def post(module, args, output, name=name):
-            times[name][-1] += time.perf_counter() - started[name]
+        def start(module, args, name=name):
+            marks[name] = [time.perf_counter()]
 
-        handles += [unit.register_forward_pre_hook(pre), unit.register_forward_hook(post)]
+        def end(module, args, output, name=name):
+            stamps = [*marks[name], time.perf_counter()]
+            times[name][-1] += stamps[-1] - stamps[0]
+            if len(stamps) == len(SEGMENTS) + 1:
+                for segment, a, b in zip(SEGMENTS, stamps, stamps[1:]):
+                    times[f"{name}/{segment}"][-1] += b - a
+
+        handles += [unit.register_forward_pre_hook(start), unit.register_forward_hook(end)]
+        handles += [unit.act2.register_forward_hook(mark), conv.register_forward_pre_hook(mark)]
+        handles.append(conv.register_forward_hook(mark))
     return handles
 
 
@@ -79,7 +102,8 @@ def _in_model(models: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> di
                 order = list(models) if repeat % 2 == 0 else list(models)[::-1]
                 for key in order:
                     for name in _units(models[key]):
-                        times[key][name].append(0.0)
+                        for series in (name, *(f"{name}/{segment}" for segment in SEGMENTS)):
+                            times[key][series].append(0.0)
                     start = time.perf_counter()
                     models[key](x)
                     times[key]["forward"].append(time.perf_counter() - start)
@@ -106,12 +130,26 @@ def _alone(models: dict[str, nn.Module], inputs: dict, repeats: int) -> dict:
     return times
 
 
-def _by_stage(times: dict[str, list[float]]) -> dict[str, float]:
-    """Median milliseconds per stage (the sum over its units of each unit's median)."""
-    return {
-        stage: 1e3 * sum(statistics.median(v) for name, v in times.items() if name.startswith(stage + "."))
-        for stage in STAGES
-    }
+def _by_stage(times: dict[str, list[float]], segment: str | None = None) -> dict[str, float]:
+    """Median milliseconds per stage (the sum over its units of each unit's median), of whole units or of one
+    segment of them."""
+    def counted(name: str, stage: str) -> bool:
+        unit, _, part = name.partition("/")
+        return unit.startswith(stage + ".") and part == (segment or "")
+
+    return {stage: 1e3 * sum(statistics.median(v) for name, v in times.items() if counted(name, stage)) for stage in STAGES}
+
+
+def _segment_diffs(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per stage and segment, the median over forwards of (SE - plain) milliseconds (paired by repeat)."""
+    diffs = {}
+    for segment in SEGMENTS:
+        diffs[segment] = {}
+        for stage in STAGES:
+            names = [n for n in times["se"] if n.startswith(stage + ".") and n.endswith("/" + segment)]
+            per_forward = [sum(times["se"][n][i] - times["plain"][n][i] for n in names) for i in range(len(times["se"][names[0]]))]
+            diffs[segment][stage] = 1e3 * statistics.median(per_forward)
+    return diffs
 
 
 def main() -> None:
@@ -150,6 +188,12 @@ def main() -> None:
     print(f"{'all units':33s} {extra['in_model']:11.2f}   {'':19s} {extra['alone']:11.2f}")
     rest = {key: forward[key] - sum(stages[key]["in_model"].values()) for key in models}  # stem, head, hooks
     print(f"{'the rest':8s} {rest['se']:13.2f} {rest['plain']:8.2f} {rest['se'] - rest['plain']:11.2f}")
+    segments = _segment_diffs(in_model)
+    print("in the model, SE - plain by segment (paired median ms per forward):")
+    print("{:10s}".format("segment") + "".join(f"{stage:>9s}" for stage in STAGES) + f"{'all':>9s}")
+    for segment in SEGMENTS:
+        row = segments[segment]
+        print(f"{segment:10s}" + "".join(f"{row[stage]:9.2f}" for stage in STAGES) + f"{sum(row.values()):9.2f}")
     if args.out is not None:
         result = {
             "machine": machine_info(args.threads),
@@ -161,7 +205,12 @@ def main() -> None:
             "forward_ms": forward,
             "stage_ms": stages,
             "rest_ms": rest,
-            "samples_s": {key: {"in_model": dict(in_model[key]), "alone": dict(alone[key])} for key in models},
+            "segment_se_minus_plain_ms": segments,
+            "samples_s": {
+                key: {"in_model": {n: v for n, v in in_model[key].items() if "/" not in n}, "alone": dict(alone[key])}
+                for key in models
+            },
+            "segment_samples_s": {key: {n: v for n, v in in_model[key].items() if "/" in n} for key in models},
         }
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 

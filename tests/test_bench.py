@@ -356,7 +356,15 @@ def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):
         for i in range(3):  # the units of a forward take part of its time; stem and head the rest
             assert sum(v[i] for name, v in in_model.items() if name != "forward") < in_model["forward"][i]
         assert result["rest_ms"][key] > 0
-    assert "all units" in done.stdout and "layer4" in done.stdout
+        segments = result["segment_samples_s"][key]
+        assert len(segments) == 16 * 4  # body, se_ops, tail_conv, tail of every unit
+        for name, v in in_model.items():  # a unit's segments add up to its time
+            if name != "forward":
+                parts = [segments[f"{name}/{part}"] for part in ("body", "se_ops", "tail_conv", "tail")]
+                assert all(min(part) > 0 for part in parts)
+                assert [sum(p[i] for p in parts) for i in range(3)] == pytest.approx(v, rel=1e-6)
+    assert set(result["segment_se_minus_plain_ms"]) == {"body", "se_ops", "tail_conv", "tail"}
+    assert "all units" in done.stdout and "layer4" in done.stdout and "se_ops" in done.stdout
     assert _script("unit_times.py", "--repeats", "2").returncode == 2  # argparse error
 
 

@@ -235,7 +235,7 @@ def _affine(mean: torch.Tensor, invstd: torch.Tensor, bn: nn.modules.batchnorm._
         alpha = invstd if bn.weight is None else invstd * bn.weight
         # bias - mean * alpha in one rounding, as the norm's own kernel computes it
         beta = -mean * alpha if bn.bias is None else torch.addcmul(bn.bias, mean, alpha, value=-1.0)
-    return alpha.detach(), beta.detach()
+    return alpha, beta  # made under no_grad: no history
 
 
 class _TailLink:
