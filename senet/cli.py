@@ -230,7 +230,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         from senet.interop import convert_file
     except ImportError as err:
         raise ValueError(f"senet convert needs the senet.interop module, which this installation lacks ({err})") from None
-    convert_file(args.src, args.dst, source=args.source, model=args.model)
+    convert_file(args.src, args.dst, source=args.source, model=args.model, use_ema=not args.no_ema)
     print(f"wrote {args.dst}")
     return 0
 
@@ -318,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--model", required=True, help="senet registry name of the target model")
     convert.add_argument("--in", dest="src", type=Path, required=True, help="source weights file")
     convert.add_argument("--out", dest="dst", type=Path, required=True, help="target weights file")
+    convert.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="take a training checkpoint's state_dict even where it holds EMA weights (timm's use_ema=False)",
+    )
     convert.set_defaults(handler=_run_convert)
     return parser
 

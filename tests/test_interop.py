@@ -9,7 +9,6 @@ the wiped peer. One small representative per family always runs; the rest are ma
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -471,11 +470,15 @@ def test_convert_file_unwraps_training_checkpoints(tmp_path: Path):
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
 
 
+class _NeedsCode:
+    """A class no safe loader knows: a pickled instance needs code to load back."""
+
+
 def test_convert_file_fails_cleanly(tmp_path: Path):
     net = create_model("seresnet18", num_classes=NUM_CLASSES)
     state = export_state_dict(net, target="timm")
     unsafe = tmp_path / "unsafe.pt"
-    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, unsafe)
+    torch.save({"state_dict": state, "extra": _NeedsCode()}, unsafe)  # (timm's args Namespace is accepted)
     dst = tmp_path / "out.safetensors"
     with pytest.raises(ValueError, match="weights_only=True"):
         convert_file(unsafe, dst, source="timm", model="seresnet18")

@@ -165,7 +165,10 @@ except ValueError as err:
 #
 # On disk, `convert_file` reads a checkpoint without executing code (safetensors, or `torch.load` with
 # `weights_only=True`; a `state_dict`/`model` wrapper and a `module.` prefix are removed), converts and
-# checks it, and writes the senet state dict atomically. The command line does the same:
+# checks it, and writes the senet state dict atomically. A checkpoint of timm's `train.py` (its `args`
+# are an `argparse.Namespace`, the one class allowed beyond `weights_only`'s) gives its EMA weights
+# (`state_dict_ema`) where it has them, as `timm.models.load_checkpoint` does; `use_ema=False` (`--no-ema`)
+# takes the live ones. The command line does the same:
 # `senet convert --from timm --model seresnet18 --in peer.pth --out senet.safetensors`.
 
 # %%
