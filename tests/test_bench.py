@@ -237,6 +237,37 @@ def test_worker_json_has_the_expected_fields():
         run_worker(allocator="jemalloc", quick=True, threads=1, suites=())
 
 
+def test_units_suite_times_every_unit_and_its_segments():
+    from senet.bench.units import SEGMENTS, STAGES, UnitCase, run_unit_case
+
+    result = run_worker(allocator="default", quick=True, threads=1, suites=("units",))["units"]
+    json.dumps(result)  # plain data only
+    assert (result["batch"], result["image_size"], result["layout"], result["repeats"]) == (1, 64, "nchw", 3)
+    for key in ("se", "plain"):
+        in_model, segments = result["samples_s"][key]["in_model"], result["segment_samples_s"][key]
+        assert len(in_model) == 16 + 1 and len(segments) == 16 * len(SEGMENTS)  # 3+4+6+3 units and the forward
+        for name, times in in_model.items():
+            if name != "forward":  # a unit's segments add up to its time, which is part of the forward's
+                parts = [segments[f"{name}/{segment}"] for segment in SEGMENTS]
+                assert all(min(part) > 0 for part in parts)
+                assert [sum(p[i] for p in parts) for i in range(3)] == pytest.approx(times, rel=1e-6)
+        assert all(sum(v[i] for n, v in in_model.items() if n != "forward") < in_model["forward"][i] for i in range(3))
+        stage = result["stage_ms"][key]["alone"]["layer3"]
+        alone = result["samples_s"][key]["alone"]
+        assert stage == pytest.approx(1e3 * sum(statistics.median(alone[f"layer3.{i}"]) for i in range(6)))
+    se, plain = result["segment_samples_s"]["se"], result["segment_samples_s"]["plain"]
+    layer2 = [sum(se[f"layer2.{u}/se_ops"][i] - plain[f"layer2.{u}/se_ops"][i] for u in range(4)) for i in range(3)]
+    assert result["segment_se_minus_plain_ms"]["se_ops"]["layer2"] == pytest.approx(1e3 * statistics.median(layer2))
+    assert set(result["segment_se_minus_plain_ms"]) == set(SEGMENTS)
+    assert set(result["segment_se_minus_plain_ms"]["tail"]) == set(STAGES)
+    text = format_results({"meta": _meta(), "runs": {"default": {"load_average_start": [0.0], "load_average_end": [0.0], "mallopt": {}, "units": result}}})
+    assert "Units (nchw, batch 1, 64x64, 3 repeats)" in text and "se_ops" in text and "all units" in text
+    with pytest.raises(ValueError, match="repeats must be an int >= 3"):
+        run_unit_case(UnitCase(batch=1, image_size=64), repeats=2)
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        UnitCase(batch=1, image_size=0)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device runs the GPU suite for real")
 def test_gpu_suite_says_why_it_is_skipped_without_a_gpu():
     result = run_worker(allocator="default", quick=True, threads=1, suites=("gpu",))

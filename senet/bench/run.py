@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
-SUITES: tuple[str, ...] = ("blocks", "models", "gpu")
+SUITES: tuple[str, ...] = ("blocks", "models", "units", "gpu")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,12 @@ def run_worker(
         from senet.bench.models import FULL_MODEL_CASE, QUICK_MODEL_CASE, run_model_case
 
         result["models"] = run_model_case(QUICK_MODEL_CASE if quick else FULL_MODEL_CASE, repeats=config.model_repeats)
+        if progress is not None:
+            progress(result)
+    if "units" in suites:
+        from senet.bench.units import FULL_UNIT_CASE, QUICK_UNIT_CASE, run_unit_case
+
+        result["units"] = run_unit_case(QUICK_UNIT_CASE if quick else FULL_UNIT_CASE, repeats=config.model_repeats)
         if progress is not None:
             progress(result)
     if "gpu" in suites:
@@ -301,6 +307,10 @@ def format_results(results: dict) -> str:
             lines += _block_table(run["blocks"])
         if "models" in run:
             lines += [""] + _model_table(run["models"])
+        if "units" in run:
+            from senet.bench.units import unit_table
+
+            lines += [""] + unit_table(run["units"])
         if "gpu" in run:
             lines += [""] + _gpu_table(run["gpu"])
     return "\n".join(lines)
