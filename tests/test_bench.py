@@ -268,6 +268,55 @@ def test_units_suite_times_every_unit_and_its_segments():
         UnitCase(batch=1, image_size=0)
 
 
+def test_tails_suite_checks_every_candidate_then_times_it(monkeypatch):
+    from senet.bench import tails
+
+    rows = run_worker(allocator="default", quick=True, threads=1, suites=("tails",))["tails"]
+    assert [(row["layout"], row["shape"]) for row in rows] == [
+        (layout, [1, c_out, size, size]) for layout in ("nchw", "channels_last") for _, c_out, size in tails.STAGES
+    ]
+    for row in rows:
+        assert row["max_abs_diff_vs_formula"] < 1e-4
+        assert set(row["samples_ms"]) == {"plain_fresh", "plain_inplace", "se_fresh", "se_inplace", "se_tail"}
+        assert all(len(times) == 3 for times in row["samples_ms"].values())
+        diffs = [a - b for a, b in zip(row["samples_ms"]["se_tail"], row["samples_ms"]["plain_inplace"])]
+        assert row["se_tail_minus_plain_inplace_ms"] == pytest.approx(statistics.median(diffs))
+    assert "Tails" in "\n".join(tails.tail_table(rows)) and "se_tail" in "\n".join(tails.tail_table(rows))
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        tails.run_tails(repeats=0, batch=1)
+    # a candidate that computes the wrong tail stops the run before anything is timed
+    monkeypatch.setattr(tails, "conv_bn_se_add_relu", lambda h, conv, bn, se, identity: torch.relu(bn(conv(h)) + identity))
+    with pytest.raises(AssertionError, match="se_tail"):
+        tails.run_tails(repeats=1, batch=1, flush_bytes=1024)
+
+
+def test_ops_suite_accounts_for_every_op_of_both_models():
+    from senet.bench import ops
+
+    rows = run_worker(allocator="default", quick=True, threads=1, suites=("ops",))["ops"]
+    assert [row["layout"] for row in rows] == list(ops.LAYOUTS)
+    for row in rows:
+        per_op = row["ops"]
+        for key in ("se", "plain"):  # the totals are the sums of the per-op times
+            assert sum(op[f"{key}_ms"] for op in per_op) == pytest.approx(row["total_ms"][key], rel=1e-6)
+        shared = [op for op in per_op if op["shared"]]
+        assert shared and all(op["se_calls"] == pytest.approx(op["plain_calls"]) for op in shared)
+        assert {op["op"] for op in shared} == set(row["shared_ops"])
+        fc = [op for op in per_op if op["op"].startswith("aten::addmm") and op["plain_calls"] == 0]
+        assert len(fc) >= 2 and all(op["se_calls"] > 0 and not op["shared"] for op in fc)  # SE's FC layers
+        se_adjusted = sum(op["plain_ms" if op["shared"] else "se_ms"] for op in per_op)
+        plain_adjusted = row["total_ms"]["plain"]
+        assert row["ratio_with_shared_ops_equal"] == pytest.approx(se_adjusted / plain_adjusted, rel=1e-6)
+        gaps = [abs(op["se_ms"] - op["plain_ms"]) for op in per_op]
+        assert gaps == sorted(gaps, reverse=True)  # the largest difference first
+    text = "\n".join(ops.ops_table(rows))
+    assert "Ops (nchw, batch 1, 64x64)" in text and "with the shared ops" in text
+    with pytest.raises(ValueError, match="layout must be one of"):
+        ops.profile_pair("nhwc", rounds=1, calls=1)
+    with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+        ops.profile_pair("nchw", rounds=0, calls=1)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device runs the GPU suite for real")
 def test_gpu_suite_says_why_it_is_skipped_without_a_gpu():
     result = run_worker(allocator="default", quick=True, threads=1, suites=("gpu",))
@@ -412,6 +461,15 @@ def test_tail_passes_script_checks_and_times_every_tail(tmp_path):
         assert all(len(times) == 3 for times in row["samples_ms"].values())
         low, high = row["se_tail_minus_plain_inplace_interval_ms"]
         assert low <= row["se_tail_minus_plain_inplace_ms"] <= high
+
+
+def test_op_profile_script_writes_both_layouts(tmp_path):
+    out = tmp_path / "ops.json"
+    done = _script("op_profile.py", "--rounds", "1", "--calls", "1", "--batch", "1", "--image-size", "64", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [row["layout"] for row in result["layouts"]] == ["nchw", "channels_last"] and result["machine"]["threads"] == 1
+    assert "with the shared ops at the plain model's time" in done.stdout
 
 
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
-SUITES: tuple[str, ...] = ("blocks", "models", "units", "gpu")
+SUITES: tuple[str, ...] = ("blocks", "models", "units", "tails", "ops", "gpu")
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,19 @@ def run_worker(
         from senet.bench.units import FULL_UNIT_CASE, QUICK_UNIT_CASE, run_unit_case
 
         result["units"] = run_unit_case(QUICK_UNIT_CASE if quick else FULL_UNIT_CASE, repeats=config.model_repeats)
+        if progress is not None:
+            progress(result)
+    if "tails" in suites:
+        from senet.bench.tails import run_tails
+
+        sizes = {"batch": 1, "flush_bytes": 2**20} if quick else {"batch": 8}
+        result["tails"] = run_tails(repeats=config.model_repeats, **sizes)
+        if progress is not None:
+            progress(result)
+    if "ops" in suites:
+        from senet.bench.ops import run_ops_suite
+
+        result["ops"] = run_ops_suite(quick=quick)
         if progress is not None:
             progress(result)
     if "gpu" in suites:
@@ -311,6 +324,14 @@ def format_results(results: dict) -> str:
             from senet.bench.units import unit_table
 
             lines += [""] + unit_table(run["units"])
+        if "tails" in run:
+            from senet.bench.tails import tail_table
+
+            lines += [""] + tail_table(run["tails"])
+        if "ops" in run:
+            from senet.bench.ops import ops_table
+
+            lines += [""] + ops_table(run["ops"])
         if "gpu" in run:
             lines += [""] + _gpu_table(run["gpu"])
     return "\n".join(lines)
