@@ -308,7 +308,7 @@ def test_ops_suite_accounts_for_every_op_of_both_models():
         plain_adjusted = row["total_ms"]["plain"]
         assert row["ratio_with_shared_ops_equal"] == pytest.approx(se_adjusted / plain_adjusted, rel=1e-6)
         gaps = [abs(op["se_ms"] - op["plain_ms"]) for op in per_op]
-        assert gaps == sorted(gaps, reverse=True)  # the largest difference first
+        assert all(a >= b - 1e-9 for a, b in zip(gaps, gaps[1:]))  # the largest difference first (up to rounding)
     text = "\n".join(ops.ops_table(rows))
     assert "Ops (nchw, batch 1, 64x64)" in text and "with the shared ops" in text
     with pytest.raises(ValueError, match="layout must be one of"):
