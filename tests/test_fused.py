@@ -68,7 +68,7 @@ def _channels_last_any_rank(shape, dtype=torch.float32):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_squeeze_mean_routes_match_mean(shape, dtype):
     """Every no-grad route (channels-last, any rank: a batched product; contiguous: a matrix-vector product
-    up to 144 positions, mean beyond) gives the mean; with autograd it is sum / P with mean's gradient."""
+    up to 144 positions or on one thread, mean beyond) gives the mean; with autograd it is sum / P with mean's gradient."""
     dims = tuple(range(2, len(shape)))
     tol = {"rtol": 1e-2, "atol": 1e-2} if dtype == torch.bfloat16 else {}
     for x in (torch.randn(shape, dtype=dtype), _channels_last_any_rank(shape, dtype)):
@@ -79,6 +79,23 @@ def test_squeeze_mean_routes_match_mean(shape, dtype):
     x = _channels_last_any_rank(shape).requires_grad_()
     (got,) = torch.autograd.grad(squeeze_mean(x).sum(), x)
     torch.testing.assert_close(got, torch.full_like(x, 1.0 / math.prod(shape[2:])))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_squeeze_mean_takes_the_product_on_one_thread(threads):
+    """Contiguous maps beyond 144 positions: the matrix-vector product with one intra-op thread, ``mean``
+    with more (MKL's product may not parallelise); at most 144 positions the product either way. Same values."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for size, product in ((20, threads == 1), (12, True)):  # 400 and 144 positions
+            x = torch.randn(2, 6, size, size)
+            with torch.no_grad():
+                names, got = _aten_ops(squeeze_mean, x)
+            assert ("mv.default" in names) == product and ("mean.dim" in names) == (not product), names
+            torch.testing.assert_close(got, x.mean((2, 3)))
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])

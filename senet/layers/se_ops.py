@@ -48,9 +48,11 @@ def _eager_autograd(x: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not _plain_only(x)
 
 
-# Up to this many positions a contiguous tensor is pooled as a matrix-vector product (N * C rows of P numbers
-# times a vector of 1/P), whose kernel runs 1.1-2x faster than ``mean``'s there (P = 9 to 144 on a 2-core Intel
-# Xeon, 4 MB tensors); beyond it the two are equal.
+# A contiguous tensor is pooled as a matrix-vector product (N * C rows of P numbers times a vector of 1/P): up to
+# this many positions always (its kernel runs 1.1-2x faster than ``mean``'s there: P = 9 to 144 on a 2-core Intel
+# Xeon, 4 MB tensors), beyond it with one intra-op thread, where it streams 16-27% faster than ``mean`` (Intel Xeon
+# Ice Lake, batch-32 stage shapes) while both run on one core. With more threads ``mean`` takes the larger maps:
+# MKL's single-precision matrix-vector product is reported to run on one core on AMD CPUs (pytorch/pytorch#96643).
 _MV_MAX_POSITIONS = 144
 
 
@@ -64,8 +66,9 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     (candidates timed in random order) as fast as ``mean`` at 28x28 and 14x14 and 20-25% faster at 56x56
     and on the 3-D shape (torch's strided reduction behind ``mean`` and ``adaptive_avg_pool2d``, and
     ``avg_pool2d`` over a ``(N, C, P, 1)`` view, the route of earlier rounds beyond 256 positions, are
-    slower there). Contiguous (NCHW) tensors with at most ``_MV_MAX_POSITIONS`` positions (ResNet-50's 7x7
-    stage) are pooled as one matrix-vector product, other contiguous tensors and everything under
+    slower there). Contiguous (NCHW) tensors are pooled as one matrix-vector product where they have at
+    most ``_MV_MAX_POSITIONS`` positions (ResNet-50's 7x7 stage) or torch runs one intra-op thread (16-27%
+    faster than ``mean`` on an Intel Xeon); other contiguous tensors and everything under
     ``torch.jit.trace`` by ``mean``. On a GPU with Triton, one kernel for either layout
     (:func:`senet.layers.triton_ops.squeeze_mean`). See ``benchmarks/README.md``.
     """
@@ -81,8 +84,8 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     if triton_ops.applies(x):  # a GPU (or Triton's interpreter): one kernel for either layout
         return triton_ops.squeeze_mean(x)
     if x.is_contiguous():  # NCHW (a map that is channels-last as well has one channel or one position)
-        if positions > _MV_MAX_POSITIONS:
-            return x.mean(dims)
+        if positions > _MV_MAX_POSITIONS and (torch.compiler.is_compiling() or torch.get_num_threads() > 1):
+            return x.mean(dims)  # (the compiler sees mean beyond 144 positions whatever the threads)
         return torch.mv(x.view(n * channels, positions), x.new_full((positions,), 1.0 / positions)).view(n, channels)
     rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last
     if not rows.is_contiguous():
