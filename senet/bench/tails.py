@@ -73,7 +73,7 @@ def _candidates(c_in: int, c_out: int, size: int, channels_last: bool, batch: in
     return candidates, expected
 
 
-def check(candidates: dict, expected: dict) -> float:
+def _check(candidates: dict, expected: dict) -> float:
     """Each candidate's result against the plain formula (raises if one differs); returns the largest
     absolute difference."""
     worst = 0.0
@@ -96,7 +96,7 @@ def run_tails(*, repeats: int, batch: int, flush_bytes: int = FLUSH_BYTES) -> li
     for channels_last in (False, True):
         for c_in, c_out, size in STAGES:
             candidates, expected = _candidates(c_in, c_out, size, channels_last, batch, flush_bytes)
-            max_abs_diff = check(candidates, expected)
+            max_abs_diff = _check(candidates, expected)
             with torch.inference_mode():
                 samples = interleaved(candidates, repeats=repeats)
             base = samples["plain_fresh"]
@@ -117,8 +117,6 @@ def run_tails(*, repeats: int, batch: int, flush_bytes: int = FLUSH_BYTES) -> li
             row["se_tail_minus_plain_inplace_interval_ms"] = list(median_interval(diffs))
             rows.append(row)
     return rows
-
-
 
 
 def tail_table(rows: list[dict]) -> list[str]:
