@@ -18,6 +18,7 @@ from collections import Counter
 
 import torch
 
+from senet.layers.checks import check_choice, check_positive_int
 from senet.models import create_model
 
 __all__ = ["LAYOUTS", "profile_pair", "run_ops_suite", "ops_table"]
@@ -50,10 +51,10 @@ def profile_pair(
     plain model's time (``ratio_with_shared_ops_equal``), the shared ops, and every op's milliseconds and
     calls per forward in both models (``ops``, the largest SE - plain difference first).
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
-    limits = {"rounds": (rounds, 1), "calls": (calls, 1), "batch": (batch, 1), "image_size": (image_size, 32), "warmup": (warmup, 0)}
-    for name, (value, least) in limits.items():
+    check_choice("layout", layout, LAYOUTS)
+    for name, value in (("rounds", rounds), ("calls", calls), ("batch", batch)):
+        check_positive_int(name, value)
+    for name, value, least in (("image_size", image_size, 32), ("warmup", warmup, 0)):  # 32: ResNet's 1x1 maps
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     torch.manual_seed(0)

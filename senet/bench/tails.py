@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from senet.bench.timing import interleaved, median_interval
 from senet.layers import SqueezeExcite
+from senet.layers.checks import check_positive_int
 from senet.layers.fused import _inference_norm, conv_bn_se_add_relu
 from senet.layers.se_ops import add_relu_
 
@@ -90,8 +91,7 @@ def run_tails(*, repeats: int, batch: int, flush_bytes: int = FLUSH_BYTES) -> li
     stage and layout (the fresh-output candidate's median, each other one's paired difference to it with a
     95% interval, ``se_tail`` minus ``plain_inplace``, and the samples)."""
     for name, value in (("repeats", repeats), ("batch", batch), ("flush_bytes", flush_bytes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     rows = []
     for channels_last in (False, True):
         for c_in, c_out, size in STAGES:

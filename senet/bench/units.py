@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from senet.layers.checks import check_positive_int
 from senet.models import create_model
 
 __all__ = ["UnitCase", "QUICK_UNIT_CASE", "FULL_UNIT_CASE", "STAGES", "SEGMENTS", "run_unit_case", "unit_table"]
@@ -44,9 +45,7 @@ class UnitCase:
 
     def __post_init__(self) -> None:
         for name in ("batch", "image_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
 
 
 QUICK_UNIT_CASE = UnitCase(batch=1, image_size=64)
