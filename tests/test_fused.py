@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+import platform
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 
-from senet.layers import SqueezeExcite, norm_nd
+from senet.layers import SqueezeExcite, norm_nd, se_ops
 from senet.layers.eca import ECA
 from senet.layers.fused import batch_norm_affine, bn_se_add_relu, fusable, scale_add_relu
 from senet.layers.se_ops import channel_dot, squeeze_excite, squeeze_mean
@@ -81,21 +83,59 @@ def test_squeeze_mean_routes_match_mean(shape, dtype):
     torch.testing.assert_close(got, torch.full_like(x, 1.0 / math.prod(shape[2:])))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_squeeze_mean_takes_the_product_on_one_thread(threads):
-    """Contiguous maps beyond 144 positions: the matrix-vector product with one intra-op thread, ``mean``
-    with more (MKL's product may not parallelise); at most 144 positions the product either way. Same values."""
+# (side, positions, threads, MKL on an Intel CPU) -> whether the squeeze is a BLAS product (else ``mean``)
+_PRODUCT_ROUTES = [
+    *[(side, threads, intel, True) for side in (7, 12) for threads in (1, 2) for intel in (True, False)],
+    (20, 1, True, True), (20, 1, False, False), (20, 2, True, False), (20, 2, False, False),  # 400 positions
+    (56, 1, True, True), (56, 1, False, True), (56, 2, True, False), (56, 2, False, False),  # 3136 positions
+]
+_PRODUCT_ROUTES_CHANNELS_LAST = [
+    *[(side, threads, intel, True) for side in (7, 14) for threads in (1, 2) for intel in (True, False)],
+    (28, 1, False, True), (28, 2, False, False), (28, 2, True, True),  # 784 positions
+    (56, 1, False, False), (56, 2, False, False), (56, 1, True, True), (56, 2, True, True),  # 3136 positions
+]
+
+
+@pytest.mark.parametrize("side, threads, intel, product", _PRODUCT_ROUTES)
+def test_squeeze_mean_routes_contiguous_maps_by_size_threads_and_cpu(monkeypatch, side, threads, intel, product):
+    """Contiguous maps: the matrix-vector product up to 144 positions, and beyond on one intra-op thread
+    where MKL runs on an Intel CPU or the map has >= 3136 positions; ``mean`` otherwise. Same values."""
+    monkeypatch.setattr(se_ops, "_MKL_ON_INTEL", intel)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for size, product in ((20, threads == 1), (12, True)):  # 400 and 144 positions
-            x = torch.randn(2, 6, size, size)
-            with torch.no_grad():
-                names, got = _aten_ops(squeeze_mean, x)
-            assert ("mv.default" in names) == product and ("mean.dim" in names) == (not product), names
-            torch.testing.assert_close(got, x.mean((2, 3)))
+        x = torch.randn(2, 3, side, side)
+        with torch.no_grad():
+            names, got = _aten_ops(squeeze_mean, x)
     finally:
         torch.set_num_threads(before)
+    assert ("mv.default" in names) == product and ("mean.dim" in names) == (not product), names
+    torch.testing.assert_close(got, x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("side, threads, intel, product", _PRODUCT_ROUTES_CHANNELS_LAST)
+def test_squeeze_mean_routes_channels_last_maps_by_size_threads_and_cpu(monkeypatch, side, threads, intel, product):
+    """Channels-last maps: the batched product where MKL runs on an Intel CPU, elsewhere up to 196 positions
+    (784 on one intra-op thread); ``mean`` otherwise. Same values."""
+    monkeypatch.setattr(se_ops, "_MKL_ON_INTEL", intel)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(2, 3, side, side).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            names, got = _aten_ops(squeeze_mean, x)
+    finally:
+        torch.set_num_threads(before)
+    assert ("bmm.default" in names) == product and ("mean.dim" in names) == (not product), names
+    torch.testing.assert_close(got, x.mean((2, 3)))
+
+
+def test_cpu_vendor_reads_proc_cpuinfo():
+    vendor = se_ops._cpu_vendor()
+    assert isinstance(vendor, str)
+    if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
+        assert vendor, "no vendor_id in /proc/cpuinfo"
+    assert se_ops._MKL_ON_INTEL == (torch.backends.mkl.is_available() and vendor == "GenuineIntel")
 
 
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])

@@ -48,28 +48,57 @@ def _eager_autograd(x: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not _plain_only(x)
 
 
-# A contiguous tensor is pooled as a matrix-vector product (N * C rows of P numbers times a vector of 1/P): up to
-# this many positions always (its kernel runs 1.1-2x faster than ``mean``'s there: P = 9 to 144 on a 2-core Intel
-# Xeon, 4 MB tensors), beyond it with one intra-op thread, where it streams 16-27% faster than ``mean`` (Intel Xeon
-# Ice Lake, batch-32 stage shapes) while both run on one core. With more threads ``mean`` takes the larger maps:
-# MKL's single-precision matrix-vector product is reported to run on one core on AMD CPUs (pytorch/pytorch#96643).
-_MV_MAX_POSITIONS = 144
+def _cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...) from ``/proc/cpuinfo``; "" elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# Where the squeeze is one BLAS product instead of torch's reduction (``mean``). Measured with the candidates
+# timed in random order (benchmarks/README.md, "Squeeze routes"): MKL's products beat ``mean`` at every size on
+# an Intel Xeon (Ice Lake: 16-27% faster on one thread for contiguous maps, 20-25% at 56x56 channels-last), but
+# on an AMD EPYC (Zen 3) only on small maps and, on one thread, on large contiguous ones; there MKL's
+# matrix-vector product is 1.2-1.6x slower than ``mean`` at 28x28 and 14x14, and runs on one core
+# (pytorch/pytorch#96643), and its batched product is 1.3-1.5x slower at 56x56 channels-last.
+_MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
+_MV_MAX_POSITIONS = 144  # contiguous maps: the product everywhere up to this (7x7: 0.7-0.8x mean's time)
+_MV_MIN_POSITIONS_ONE_THREAD = 3136  # ... and from this on one thread (56x56: 0.96x, 112x112: 0.81x on Zen 3)
+_BMM_MAX_POSITIONS = 196  # channels-last maps: the product up to this (14x14: 0.78-0.92x mean's time on Zen 3)
+_BMM_MAX_POSITIONS_ONE_THREAD = 784  # ... and up to this on one thread (28x28: 0.6x; at two threads 1.16x)
+
+
+def _pool_by_product(positions: int, channels_last: bool) -> bool:
+    """Whether :func:`squeeze_mean` pools a no-grad CPU map of ``positions`` by a BLAS product (else ``mean``).
+
+    The thread count is read only in eager mode (under ``torch.compile`` it would break the graph; there the
+    thread-independent rules hold).
+    """
+    one_thread = not torch.compiler.is_compiling() and torch.get_num_threads() == 1
+    if channels_last:
+        limit = _BMM_MAX_POSITIONS_ONE_THREAD if one_thread else _BMM_MAX_POSITIONS
+        return _MKL_ON_INTEL or positions <= limit
+    if positions <= _MV_MAX_POSITIONS:
+        return True
+    return one_thread and (_MKL_ON_INTEL or positions >= _MV_MIN_POSITIONS_ONE_THREAD)
 
 
 def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     """Global average pooling ``(N, C, *S) -> (N, C)``, the fastest way for the layout and autograd state.
 
     Same values as ``x.mean(spatial dims)`` up to rounding. With autograd it is ``sum / P``, whose
-    backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd, a
-    channels-last tensor (any rank: channels have stride 1) is pooled as a batched product of a vector of
-    ``1/P`` with its ``(N, P, C)`` view, whose kernel adds whole channel vectors: on a 2-core Intel Xeon
-    (candidates timed in random order) as fast as ``mean`` at 28x28 and 14x14 and 20-25% faster at 56x56
-    and on the 3-D shape (torch's strided reduction behind ``mean`` and ``adaptive_avg_pool2d``, and
-    ``avg_pool2d`` over a ``(N, C, P, 1)`` view, the route of earlier rounds beyond 256 positions, are
-    slower there). Contiguous (NCHW) tensors are pooled as one matrix-vector product where they have at
-    most ``_MV_MAX_POSITIONS`` positions (ResNet-50's 7x7 stage) or torch runs one intra-op thread (16-27%
-    faster than ``mean`` on an Intel Xeon); other contiguous tensors and everything under
-    ``torch.jit.trace`` by ``mean``. On a GPU with Triton, one kernel for either layout
+    backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd (and
+    without Triton), the map is pooled by one BLAS product where :func:`_pool_by_product` says it beats
+    ``mean`` (the CPU, the map's size and the thread count decide; measured with the candidates timed in
+    random order): a channels-last tensor (any rank: channels have stride 1) as a batched product of a
+    vector of ``1/P`` with its ``(N, P, C)`` view, a contiguous one as a matrix-vector product of its
+    ``(N * C, P)`` view with ``1/P``. Everything else, and everything under ``torch.jit.trace``, by
+    ``mean``. On a GPU with Triton, one kernel for either layout
     (:func:`senet.layers.triton_ops.squeeze_mean`). See ``benchmarks/README.md``.
     """
     dims = tuple(range(2, x.ndim))
@@ -84,11 +113,11 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     if triton_ops.applies(x):  # a GPU (or Triton's interpreter): one kernel for either layout
         return triton_ops.squeeze_mean(x)
     if x.is_contiguous():  # NCHW (a map that is channels-last as well has one channel or one position)
-        if positions > _MV_MAX_POSITIONS and (torch.compiler.is_compiling() or torch.get_num_threads() > 1):
-            return x.mean(dims)  # (the compiler sees mean beyond 144 positions whatever the threads)
+        if not _pool_by_product(positions, channels_last=False):
+            return x.mean(dims)
         return torch.mv(x.view(n * channels, positions), x.new_full((positions,), 1.0 / positions)).view(n, channels)
     rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last
-    if not rows.is_contiguous():
+    if not rows.is_contiguous() or not _pool_by_product(positions, channels_last=True):
         return x.mean(dims)
     rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
     weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
