@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -290,6 +291,39 @@ def test_tails_suite_checks_every_candidate_then_times_it(monkeypatch):
         tails.run_tails(repeats=1, batch=1, flush_bytes=1024)
 
 
+def test_squeeze_suite_checks_every_route_and_reports_which_one_squeeze_mean_took(monkeypatch):
+    from senet.bench import squeeze
+    from senet.layers import se_ops
+
+    rows = run_worker(allocator="default", quick=True, threads=1, suites=("squeeze",))["squeeze"]
+    assert [(row["layout"], tuple(row["shape"])) for row in rows] == [
+        (layout, shape) for layout in ("nchw", "channels_last") for shape in squeeze.QUICK_SHAPES
+    ]
+    for row in rows:
+        assert set(row["samples_ms"]) == {"mean", "product", "squeeze_mean"} and row["threads"] == 1
+        assert all(len(times) == 3 for times in row["samples_ms"].values())
+        ratios = [a / b for a, b in zip(row["samples_ms"]["product"], row["samples_ms"]["mean"])]
+        assert row["product_over_mean"] == pytest.approx(statistics.median(ratios))
+        low, high = row["product_over_mean_interval"]
+        assert low <= row["product_over_mean"] <= high
+        positions = math.prod(row["shape"][2:])
+        took = se_ops._pool_by_product(positions, row["shape"][1], channels_last=row["layout"] == "channels_last")
+        assert row["squeeze_mean_route"] == ("product" if took else "mean")
+        assert row["route_is_the_faster"] == (took == (row["product_over_mean"] < 1))
+    table = "\n".join(squeeze.squeeze_table(rows))
+    assert "Squeeze routes" in table and "2x8x20x20" in table and "by " in table
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        squeeze.run_squeeze_routes(repeats=0, min_time=0.0)
+    with pytest.raises(ValueError, match="min_time must be a number"):
+        squeeze.run_squeeze_routes(repeats=1, min_time=-1.0)
+    with pytest.raises(ValueError, match="shapes must hold"):
+        squeeze.run_squeeze_routes(repeats=1, min_time=0.0, shapes=((2, 8),))
+    # a route that pools wrongly stops the run before anything is timed
+    monkeypatch.setattr(se_ops, "squeeze_mean", lambda x: x.amax(tuple(range(2, x.ndim))))
+    with pytest.raises(AssertionError, match="squeeze_mean"):
+        squeeze.run_squeeze_routes(repeats=1, min_time=0.0, shapes=((2, 4, 5, 5),))
+
+
 def test_ops_suite_accounts_for_every_op_of_both_models():
     from senet.bench import ops
 
@@ -470,6 +504,15 @@ def test_op_profile_script_writes_both_layouts(tmp_path):
     result = json.loads(out.read_text())
     assert [row["layout"] for row in result["layouts"]] == ["nchw", "channels_last"] and result["machine"]["threads"] == 1
     assert "with the shared ops at the plain model's time" in done.stdout
+
+
+def test_squeeze_routes_script_writes_every_shape_and_layout(tmp_path):
+    out = tmp_path / "squeeze.json"
+    done = _script("squeeze_routes.py", "--quick", "--repeats", "2", "--min-time", "0", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 2 * 4 and result["machine"]["threads"] == 1
+    assert "Squeeze routes" in done.stdout
 
 
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):

@@ -83,49 +83,50 @@ def test_squeeze_mean_routes_match_mean(shape, dtype):
     torch.testing.assert_close(got, torch.full_like(x, 1.0 / math.prod(shape[2:])))
 
 
-# (side, positions, threads, MKL on an Intel CPU) -> whether the squeeze is a BLAS product (else ``mean``)
+# (side of a 3-channel map, threads, MKL on an Intel CPU) -> whether the squeeze is a BLAS product (else ``mean``)
 _PRODUCT_ROUTES = [
-    *[(side, threads, intel, True) for side in (7, 12) for threads in (1, 2) for intel in (True, False)],
-    (20, 1, True, True), (20, 1, False, False), (20, 2, True, False), (20, 2, False, False),  # 400 positions
-    (56, 1, True, True), (56, 1, False, True), (56, 2, True, False), (56, 2, False, False),  # 3136 positions
+    *[(side, threads, True, True) for side in (7, 12) for threads in (1, 2)],  # 49 and 144 positions
+    *[(side, threads, False, threads == 1) for side in (7, 12) for threads in (1, 2)],
+    *[(side, 1, True, True) for side in (20, 56, 112)],  # 400 to 12544 positions
+    *[(side, 2, intel, False) for side in (20, 56, 112) for intel in (True, False)],
+    (20, 1, False, False), (56, 1, False, False), (112, 1, False, True),
 ]
+# (side, channels, threads, MKL on an Intel CPU) -> whether a channels-last map's squeeze is a batched product
 _PRODUCT_ROUTES_CHANNELS_LAST = [
-    *[(side, threads, intel, True) for side in (7, 14) for threads in (1, 2) for intel in (True, False)],
-    (28, 1, False, True), (28, 2, False, False), (28, 2, True, True),  # 784 positions
-    (56, 1, False, False), (56, 2, False, False), (56, 1, True, True), (56, 2, True, True),  # 3136 positions
+    *[(side, channels, threads, True, True) for side in (7, 56) for channels in (8, 512) for threads in (1, 2)],
+    *[(side, channels, threads, False, channels == 512) for side in (7, 56) for channels in (8, 512) for threads in (1, 2)],
 ]
+
+
+def _routed(squeeze_input: torch.Tensor, threads: int) -> tuple[list[str], torch.Tensor]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            return _aten_ops(squeeze_mean, squeeze_input)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("side, threads, intel, product", _PRODUCT_ROUTES)
 def test_squeeze_mean_routes_contiguous_maps_by_size_threads_and_cpu(monkeypatch, side, threads, intel, product):
-    """Contiguous maps: the matrix-vector product up to 144 positions, and beyond on one intra-op thread
-    where MKL runs on an Intel CPU or the map has >= 3136 positions; ``mean`` otherwise. Same values."""
+    """Contiguous maps, MKL on an Intel CPU: the matrix-vector product up to 144 positions, and beyond on one
+    intra-op thread. Elsewhere: the product on one thread up to 144 or from 12544 positions. ``mean``
+    otherwise. Same values."""
     monkeypatch.setattr(se_ops, "_MKL_ON_INTEL", intel)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        x = torch.randn(2, 3, side, side)
-        with torch.no_grad():
-            names, got = _aten_ops(squeeze_mean, x)
-    finally:
-        torch.set_num_threads(before)
+    x = torch.randn(2, 3, side, side)
+    names, got = _routed(x, threads)
     assert ("mv.default" in names) == product and ("mean.dim" in names) == (not product), names
     torch.testing.assert_close(got, x.mean((2, 3)))
 
 
-@pytest.mark.parametrize("side, threads, intel, product", _PRODUCT_ROUTES_CHANNELS_LAST)
-def test_squeeze_mean_routes_channels_last_maps_by_size_threads_and_cpu(monkeypatch, side, threads, intel, product):
-    """Channels-last maps: the batched product where MKL runs on an Intel CPU, elsewhere up to 196 positions
-    (784 on one intra-op thread); ``mean`` otherwise. Same values."""
+@pytest.mark.parametrize("side, channels, threads, intel, product", _PRODUCT_ROUTES_CHANNELS_LAST)
+def test_squeeze_mean_routes_channels_last_maps_by_channels_and_cpu(monkeypatch, side, channels, threads, intel, product):
+    """Channels-last maps: the batched product with MKL on an Intel CPU, elsewhere from 512 channels;
+    ``mean`` otherwise, whatever the size and thread count. Same values."""
     monkeypatch.setattr(se_ops, "_MKL_ON_INTEL", intel)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        x = torch.randn(2, 3, side, side).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            names, got = _aten_ops(squeeze_mean, x)
-    finally:
-        torch.set_num_threads(before)
+    x = torch.randn(2, channels, side, side).contiguous(memory_format=torch.channels_last)
+    names, got = _routed(x, threads)
     assert ("bmm.default" in names) == product and ("mean.dim" in names) == (not product), names
     torch.testing.assert_close(got, x.mean((2, 3)))
 

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
-SUITES: tuple[str, ...] = ("blocks", "models", "units", "tails", "ops", "gpu")
+SUITES: tuple[str, ...] = ("blocks", "models", "units", "tails", "ops", "squeeze", "gpu")
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,13 @@ def run_worker(
         from senet.bench.ops import run_ops_suite
 
         result["ops"] = run_ops_suite(quick=quick)
+        if progress is not None:
+            progress(result)
+    if "squeeze" in suites:
+        from senet.bench.squeeze import FULL_SHAPES, QUICK_SHAPES, run_squeeze_routes
+
+        shapes = QUICK_SHAPES if quick else FULL_SHAPES
+        result["squeeze"] = run_squeeze_routes(repeats=config.model_repeats, min_time=config.min_time, shapes=shapes)
         if progress is not None:
             progress(result)
     if "gpu" in suites:
@@ -332,6 +339,10 @@ def format_results(results: dict) -> str:
             from senet.bench.ops import ops_table
 
             lines += [""] + ops_table(run["ops"])
+        if "squeeze" in run:
+            from senet.bench.squeeze import squeeze_table
+
+            lines += [""] + squeeze_table(run["squeeze"])
         if "gpu" in run:
             lines += [""] + _gpu_table(run["gpu"])
     return "\n".join(lines)

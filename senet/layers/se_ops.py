@@ -60,32 +60,34 @@ def _cpu_vendor() -> str:
     return ""
 
 
-# Where the squeeze is one BLAS product instead of torch's reduction (``mean``). Measured with the candidates
-# timed in random order (benchmarks/README.md, "Squeeze routes"): MKL's products beat ``mean`` at every size on
-# an Intel Xeon (Ice Lake: 16-27% faster on one thread for contiguous maps, 20-25% at 56x56 channels-last), but
-# on an AMD EPYC (Zen 3) only on small maps and, on one thread, on large contiguous ones; there MKL's
-# matrix-vector product is 1.2-1.6x slower than ``mean`` at 28x28 and 14x14, and runs on one core
-# (pytorch/pytorch#96643), and its batched product is 1.3-1.5x slower at 56x56 channels-last.
+# Where the squeeze is one BLAS product instead of torch's reduction (``mean``), as measured by
+# ``senet bench --suites squeeze`` (the candidates timed in random order; benchmarks/README.md). With MKL on an
+# Intel Xeon (Ice Lake) the products beat ``mean`` on channels-last maps of every size (20-25% at 56x56) and
+# on contiguous ones up to 144 positions (1.1-2x) or, on one thread, of any size (16-27%). On an AMD EPYC
+# (Zen 3), MKL's matrix-vector product is 1.2-3.6x slower than ``mean`` at 14x14 to 56x56 and runs on one
+# core (pytorch/pytorch#96643); it wins there only on one thread, at 7x7 (0.70-0.73x) and on the largest
+# maps (16x56x56: 0.87x, 112x112: 0.81x). Its batched product wins on channels-last maps with >= 512
+# channels at any size and thread count (0.48-0.92x) and loses with fewer (1.05-1.35x: 56x56 x 256, the 3-D
+# map x 64, 28x28 x 128).
 _MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
-_MV_MAX_POSITIONS = 144  # contiguous maps: the product everywhere up to this (7x7: 0.7-0.8x mean's time)
-_MV_MIN_POSITIONS_ONE_THREAD = 3136  # ... and from this on one thread (56x56: 0.96x, 112x112: 0.81x on Zen 3)
-_BMM_MAX_POSITIONS = 196  # channels-last maps: the product up to this (14x14: 0.78-0.92x mean's time on Zen 3)
-_BMM_MAX_POSITIONS_ONE_THREAD = 784  # ... and up to this on one thread (28x28: 0.6x; at two threads 1.16x)
+_MV_MAX_POSITIONS = 144  # contiguous maps: the product up to this many positions (ResNet-50's 7x7 stage)
+_MV_MIN_POSITIONS_ELSEWHERE = 12544  # ... and, not on MKL on Intel, from this many (112x112) on one thread
+_BMM_MIN_CHANNELS_ELSEWHERE = 512  # channels-last maps, not on MKL on Intel: the product from this many channels
 
 
-def _pool_by_product(positions: int, channels_last: bool) -> bool:
-    """Whether :func:`squeeze_mean` pools a no-grad CPU map of ``positions`` by a BLAS product (else ``mean``).
+def _pool_by_product(positions: int, channels: int, channels_last: bool) -> bool:
+    """Whether :func:`squeeze_mean` pools a no-grad map of ``positions`` and ``channels`` by a BLAS product
+    (else ``mean``), on this CPU (``_MKL_ON_INTEL``) and thread count.
 
     The thread count is read only in eager mode (under ``torch.compile`` it would break the graph; there the
-    thread-independent rules hold).
+    rules for more than one thread hold).
     """
-    one_thread = not torch.compiler.is_compiling() and torch.get_num_threads() == 1
     if channels_last:
-        limit = _BMM_MAX_POSITIONS_ONE_THREAD if one_thread else _BMM_MAX_POSITIONS
-        return _MKL_ON_INTEL or positions <= limit
-    if positions <= _MV_MAX_POSITIONS:
-        return True
-    return one_thread and (_MKL_ON_INTEL or positions >= _MV_MIN_POSITIONS_ONE_THREAD)
+        return _MKL_ON_INTEL or channels >= _BMM_MIN_CHANNELS_ELSEWHERE
+    one_thread = not torch.compiler.is_compiling() and torch.get_num_threads() == 1
+    if _MKL_ON_INTEL:
+        return positions <= _MV_MAX_POSITIONS or one_thread
+    return one_thread and (positions <= _MV_MAX_POSITIONS or positions >= _MV_MIN_POSITIONS_ELSEWHERE)
 
 
 def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
@@ -94,8 +96,8 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     Same values as ``x.mean(spatial dims)`` up to rounding. With autograd it is ``sum / P``, whose
     backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd (and
     without Triton), the map is pooled by one BLAS product where :func:`_pool_by_product` says it beats
-    ``mean`` (the CPU, the map's size and the thread count decide; measured with the candidates timed in
-    random order): a channels-last tensor (any rank: channels have stride 1) as a batched product of a
+    ``mean`` (the CPU, the map's size and channels, and the thread count decide; measured with the
+    candidates timed in random order): a channels-last tensor (any rank: channels have stride 1) as a batched product of a
     vector of ``1/P`` with its ``(N, P, C)`` view, a contiguous one as a matrix-vector product of its
     ``(N * C, P)`` view with ``1/P``. Everything else, and everything under ``torch.jit.trace``, by
     ``mean``. On a GPU with Triton, one kernel for either layout
@@ -113,11 +115,11 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     if triton_ops.applies(x):  # a GPU (or Triton's interpreter): one kernel for either layout
         return triton_ops.squeeze_mean(x)
     if x.is_contiguous():  # NCHW (a map that is channels-last as well has one channel or one position)
-        if not _pool_by_product(positions, channels_last=False):
+        if not _pool_by_product(positions, channels, channels_last=False):
             return x.mean(dims)
         return torch.mv(x.view(n * channels, positions), x.new_full((positions,), 1.0 / positions)).view(n, channels)
     rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last
-    if not rows.is_contiguous() or not _pool_by_product(positions, channels_last=True):
+    if not rows.is_contiguous() or not _pool_by_product(positions, channels, channels_last=True):
         return x.mean(dims)
     rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
     weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
