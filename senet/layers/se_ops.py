@@ -67,7 +67,7 @@ def _cpu_vendor() -> str:
 # (Zen 3), MKL's matrix-vector product is 1.2-3.6x slower than ``mean`` at 14x14 to 56x56 and runs on one
 # core (pytorch/pytorch#96643); it wins there only on one thread, at 7x7 (0.70-0.73x) and on the largest
 # maps (16x56x56: 0.87x, 112x112: 0.81x). Its batched product wins on channels-last maps with >= 512
-# channels at any size and thread count (0.48-0.92x) and loses with fewer (1.05-1.35x: 56x56 x 256, the 3-D
+# channels at any size and thread count (0.42-0.96x) and loses or ties with fewer (0.92-1.38x: 56x56 x 256, the 3-D
 # map x 64, 28x28 x 128).
 _MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
 _MV_MAX_POSITIONS = 144  # contiguous maps: the product up to this many positions (ResNet-50's 7x7 stage)
