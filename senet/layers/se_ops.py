@@ -64,10 +64,11 @@ def _cpu_vendor() -> str:
 # ``senet bench --suites squeeze`` (the candidates timed in random order; benchmarks/README.md). With MKL on an
 # Intel Xeon (Ice Lake) the products beat ``mean`` on channels-last maps of every size (20-25% at 56x56) and
 # on contiguous ones up to 144 positions (1.1-2x) or, on one thread, of any size (16-27%). On an AMD EPYC
-# (Zen 3), MKL's matrix-vector product is 1.2-3.6x slower than ``mean`` at 14x14 to 56x56 and runs on one
-# core (pytorch/pytorch#96643); it wins there only on one thread, at 7x7 (0.70-0.73x) and on the largest
-# maps (16x56x56: 0.87x, 112x112: 0.81x). Its batched product wins on channels-last maps with >= 512
-# channels at any size and thread count (0.42-0.96x) and loses or ties with fewer (0.92-1.38x: 56x56 x 256, the 3-D
+# (Zen 3), MKL's matrix-vector product is 1.25-3.7x slower than ``mean`` at 14x14 and 28x28 (and on the
+# small maps inside a model at 56x56), and runs on one core (pytorch/pytorch#96643); it wins there only on
+# one thread, at 7x7 (0.69-0.76x), and on the largest maps (16x56x56: 0.87x, 112x112: 0.81x; batch-32
+# 56x56 maps are a tie, 0.94-0.99x). Its batched product wins on channels-last maps with >= 512 channels at
+# any size and thread count (0.42-0.96x) and loses or ties with fewer (0.92-1.38x: 56x56 x 256, the 3-D
 # map x 64, 28x28 x 128).
 _MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
 _MV_MAX_POSITIONS = 144  # contiguous maps: the product up to this many positions (ResNet-50's 7x7 stage)
