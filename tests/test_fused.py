@@ -132,7 +132,7 @@ def test_squeeze_mean_routes_channels_last_maps_by_channels_and_cpu(monkeypatch,
 
 
 def test_cpu_vendor_reads_proc_cpuinfo():
-    vendor = se_ops._cpu_vendor()
+    vendor = se_ops._cpuinfo("vendor_id")
     assert isinstance(vendor, str)
     if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
         assert vendor, "no vendor_id in /proc/cpuinfo"

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
+from senet.layers import se_ops
 
 __all__ = [
     "BenchConfig",
@@ -66,14 +67,7 @@ def _check_threads(threads: object) -> int:
 
 def machine_info(threads: int) -> dict:
     """The machine and software a run was measured on."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = se_ops._cpuinfo("model name") or platform.processor() or platform.machine()
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for name in ("timm", "torchvision", "monai"):
         try:
@@ -82,6 +76,8 @@ def machine_info(threads: int) -> dict:
             versions[name] = None
     return {
         "cpu": model,
+        "cpu_vendor": se_ops._cpuinfo("vendor_id") or None,
+        "mkl_on_intel": se_ops._MKL_ON_INTEL,  # which squeeze routes senet takes (senet.layers.se_ops)
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "glibc": glibc_version(),

@@ -45,16 +45,9 @@ def _map(shape: tuple[int, ...], channels_last: bool) -> torch.Tensor:
 
 def _candidates(x: torch.Tensor, channels_last: bool) -> dict:
     """``mean``, the product route for the layout, and ``squeeze_mean``: each returns ``(N, C)``."""
-    n, c = x.shape[:2]
-    dims, positions = tuple(range(2, x.ndim)), math.prod(x.shape[2:])
-    if channels_last:
-        rows = x.permute(0, *dims, 1).reshape(n, positions, c)  # (N, P, C), a view
-        weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
-        product = lambda: torch.bmm(weights, rows).view(n, c)  # noqa: E731
-    else:
-        flat, weights = x.view(n * c, positions), x.new_full((positions,), 1.0 / positions)  # (N*C, P), (P,)
-        product = lambda: torch.mv(flat, weights).view(n, c)  # noqa: E731
-    return {"mean": lambda: x.mean(dims), "product": product, "squeeze_mean": lambda: se_ops.squeeze_mean(x)}
+    dims = tuple(range(2, x.ndim))
+    product = se_ops.mean_by_bmm if channels_last else se_ops.mean_by_mv
+    return {"mean": lambda: x.mean(dims), "product": lambda: product(x), "squeeze_mean": lambda: se_ops.squeeze_mean(x)}
 
 
 def run_squeeze_routes(

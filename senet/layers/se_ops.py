@@ -2,7 +2,8 @@
 
 SE's arithmetic is negligible; what it costs is passes over full-size tensors. The ops here:
 
-- :func:`squeeze_mean`: the squeeze ``mean_p(X)`` by the fastest route for the layout and autograd state.
+- :func:`squeeze_mean`: the squeeze ``mean_p(X)`` by the fastest route for the layout and autograd state
+  (on a CPU, where it pays, one BLAS product: :func:`mean_by_mv`, :func:`mean_by_bmm`).
 - :func:`squeeze_excite`: the stand-alone block ``X * s(mean_p(X))`` (what ``SqueezeExcite.forward``
   runs), whose backward makes four full-size passes instead of eight: ``ds = sum_p(dY * X)`` through the
   batch in cache-sized chunks, then ``dX = dY * s + gz / P`` in one pass (the squeeze's gradient written
@@ -29,7 +30,7 @@ import torch.nn as nn
 from senet.layers import triton_ops
 from senet.layers.checks import check_input
 
-__all__ = ["squeeze_mean", "squeeze_excite", "add_relu_", "channel_dot"]
+__all__ = ["squeeze_mean", "mean_by_mv", "mean_by_bmm", "squeeze_excite", "add_relu_", "channel_dot"]
 
 
 def _plain_only(x: object) -> bool:
@@ -48,12 +49,12 @@ def _eager_autograd(x: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not _plain_only(x)
 
 
-def _cpu_vendor() -> str:
-    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...) from ``/proc/cpuinfo``; "" elsewhere."""
+def _cpuinfo(field: str) -> str:
+    """The first value of ``field`` (``"vendor_id"``, ``"model name"``, ...) in ``/proc/cpuinfo``; "" elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
@@ -70,7 +71,7 @@ def _cpu_vendor() -> str:
 # 56x56 maps are a tie, 0.94-0.99x). Its batched product wins on channels-last maps with >= 512 channels at
 # any size and thread count (0.42-0.96x) and loses or ties with fewer (0.92-1.38x: 56x56 x 256, the 3-D
 # map x 64, 28x28 x 128).
-_MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpu_vendor() == "GenuineIntel"
+_MKL_ON_INTEL = torch.backends.mkl.is_available() and _cpuinfo("vendor_id") == "GenuineIntel"
 _MV_MAX_POSITIONS = 144  # contiguous maps: the product up to this many positions (ResNet-50's 7x7 stage)
 _MV_MIN_POSITIONS_ELSEWHERE = 12544  # ... and, not on MKL on Intel, from this many (112x112) on one thread
 _BMM_MIN_CHANNELS_ELSEWHERE = 512  # channels-last maps, not on MKL on Intel: the product from this many channels
@@ -98,9 +99,8 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     backward is an expanded view (``mean``'s materialises a full-size tensor). Without autograd (and
     without Triton), the map is pooled by one BLAS product where :func:`_pool_by_product` says it beats
     ``mean`` (the CPU, the map's size and channels, and the thread count decide; measured with the
-    candidates timed in random order): a channels-last tensor (any rank: channels have stride 1) as a batched product of a
-    vector of ``1/P`` with its ``(N, P, C)`` view, a contiguous one as a matrix-vector product of its
-    ``(N * C, P)`` view with ``1/P``. Everything else, and everything under ``torch.jit.trace``, by
+    candidates timed in random order): a channels-last tensor (any rank: channels have stride 1) by
+    :func:`mean_by_bmm`, a contiguous one by :func:`mean_by_mv`. Everything else, and everything under ``torch.jit.trace``, by
     ``mean``. On a GPU with Triton, one kernel for either layout
     (:func:`senet.layers.triton_ops.squeeze_mean`). See ``benchmarks/README.md``.
     """
@@ -116,13 +116,23 @@ def squeeze_mean(x: torch.Tensor) -> torch.Tensor:
     if triton_ops.applies(x):  # a GPU (or Triton's interpreter): one kernel for either layout
         return triton_ops.squeeze_mean(x)
     if x.is_contiguous():  # NCHW (a map that is channels-last as well has one channel or one position)
-        if not _pool_by_product(positions, channels, channels_last=False):
-            return x.mean(dims)
-        return torch.mv(x.view(n * channels, positions), x.new_full((positions,), 1.0 / positions)).view(n, channels)
-    rows = x.permute(0, *dims, 1)  # (N, *S, C): a plain view when x is channels-last
-    if not rows.is_contiguous() or not _pool_by_product(positions, channels, channels_last=True):
-        return x.mean(dims)
-    rows = rows.reshape(n, positions, channels)  # (N, P, C), a view
+        return mean_by_mv(x) if _pool_by_product(positions, channels, channels_last=False) else x.mean(dims)
+    if x.permute(0, *dims, 1).is_contiguous() and _pool_by_product(positions, channels, channels_last=True):
+        return mean_by_bmm(x)
+    return x.mean(dims)
+
+
+def mean_by_mv(x: torch.Tensor) -> torch.Tensor:
+    """``mean_p(x)`` of a contiguous ``(N, C, *S)`` map as one matrix-vector product: ``(N*C, P) @ (1/P,)``."""
+    n, channels, positions = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+    return torch.mv(x.view(n * channels, positions), x.new_full((positions,), 1.0 / positions)).view(n, channels)
+
+
+def mean_by_bmm(x: torch.Tensor) -> torch.Tensor:
+    """``mean_p(x)`` of a map with channel stride 1 (channels-last, any rank) as one batched product of a
+    vector of ``1/P`` with its ``(N, P, C)`` view, whose kernel adds whole channel vectors."""
+    n, channels, positions = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+    rows = x.permute(0, *range(2, x.ndim), 1).reshape(n, positions, channels)  # (N, P, C), a view
     weights = x.new_full((n, 1, positions), 1.0 / positions)  # (N, 1, P)
     return torch.bmm(weights, rows).view(n, channels)  # (N, C)
 
