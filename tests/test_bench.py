@@ -515,6 +515,19 @@ def test_squeeze_routes_script_writes_every_shape_and_layout(tmp_path):
     assert "Squeeze routes" in done.stdout
 
 
+def test_tried_alternatives_script_checks_then_times_both_designs(tmp_path):
+    out = tmp_path / "tried.json"
+    done = _script("tried_alternatives.py", "--quick", "--repeats", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [(row["channels"], row["layer"]) for row in result["excitation_onednn"]] == [(32, "fc1"), (32, "fc2")]
+    rows = list(result["excitation_onednn"]) + [result["body_inplace"][a] for a in ("default", "tuned")]
+    for row in rows:
+        low, high = row["interval_95"]
+        assert 0 < low <= row["paired_median"] <= high
+    assert "oneDNN / senet" in done.stdout and "tuned allocator" in done.stdout
+
+
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):
     out = tmp_path / "pair.json"
     args = ["--repeats", "3", "--batch", "2", "--image-size", "64", "--layouts", "nchw", "--train", "--memory"]

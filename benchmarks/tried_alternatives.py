@@ -1,0 +1,133 @@
+"""Two eval-path designs that were measured and not adopted, kept so that their numbers can be reproduced.
+
+    OMP_NUM_THREADS=1 python benchmarks/tried_alternatives.py --threads 1 --out benchmarks/results/milan-cpu-1thread-tried.json
+
+1. ``excitation_onednn``: each FC layer with its non-linearity as one oneDNN op,
+   ``torch.ops.mkldnn._linear_pointwise(z, W, b, "relu" | "sigmoid")`` (one dispatch instead of two),
+   against senet's ``relu(fc1(z))`` and ``sigmoid(fc2(y))`` (MKL's GEMM), batch 8, the SE widths of
+   ResNet-50 (C = 256 ... 2048, r = 16). Paired median of oneDNN / senet per layer and width.
+2. ``body_inplace``: senet's plain ResNet-50 in eval with each bottleneck's first two norms written over
+   their convolution's fresh output (``senet.layers.fused._inference_norm(conv(x), bn, overwrite=True)``,
+   as the units' tails already are), against the model as it is: batch 8, 224x224, NCHW, whole forwards,
+   paired median ratio with its 95% interval, under glibc's default allocator and under senet's setting
+   (one subprocess each, since the setting is per process).
+
+Every candidate's output is checked against the one it replaces before anything is timed. ``--quick``:
+tiny sizes and 3 repeats, a smoke test whose timings mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from senet.bench.allocator import tune_allocator
+from senet.bench.run import machine_info
+from senet.bench.timing import interleaved, median_interval
+
+
+def _paired(samples: dict[str, list[float]], num: str, den: str) -> dict[str, float | list[float]]:
+    ratios = [a / b for a, b in zip(samples[num], samples[den])]
+    low, high = median_interval(ratios)
+    return {"paired_median": statistics.median(ratios), "interval_95": [low, high]}
+
+
+def excitation_onednn(*, repeats: int, quick: bool) -> list[dict]:
+    """oneDNN's fused linear + non-linearity against senet's two ops, per FC layer and SE width."""
+    pointwise = torch.ops.mkldnn._linear_pointwise
+    rows = []
+    for channels in (32,) if quick else (256, 512, 1024, 2048):
+        torch.manual_seed(0)
+        fc1, fc2 = nn.Linear(channels, channels // 16), nn.Linear(channels // 16, channels)
+        z, y = torch.randn(8, channels), torch.randn(8, channels // 16)
+        fns = {
+            "fc1_senet": lambda: torch.relu(fc1(z)),
+            "fc1_onednn": lambda: pointwise(z, fc1.weight, fc1.bias, "relu", [], ""),
+            "fc2_senet": lambda: torch.sigmoid(fc2(y)),
+            "fc2_onednn": lambda: pointwise(y, fc2.weight, fc2.bias, "sigmoid", [], ""),
+        }
+        with torch.inference_mode():
+            for layer in ("fc1", "fc2"):
+                torch.testing.assert_close(fns[f"{layer}_onednn"](), fns[f"{layer}_senet"](), rtol=1e-4, atol=1e-4)
+            samples = interleaved(fns, repeats=repeats, min_time=0.0 if quick else 0.02)
+        for layer in ("fc1", "fc2"):
+            row = {"channels": channels, "layer": layer, "senet_us": 1e6 * statistics.median(samples[f"{layer}_senet"])}
+            rows.append(row | _paired(samples, f"{layer}_onednn", f"{layer}_senet"))
+    return rows
+
+
+def _body_inplace(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A bottleneck's body with its two norms written over their convolution's output (eval, no autograd)."""
+    from senet.layers.fused import _inference_norm
+
+    x = unit.act1(_inference_norm(unit.conv1(x), unit.bn1, overwrite=True))
+    return unit.act2(_inference_norm(unit.conv2(x), unit.bn2, overwrite=True))
+
+
+def body_inplace(*, repeats: int, quick: bool) -> dict:
+    """senet's plain ResNet-50, its bodies as they are against bodies written in place (this process's allocator)."""
+    from senet.models import create_model
+    from senet.models.blocks import Bottleneck
+
+    torch.manual_seed(0)
+    model = create_model("resnet50").eval()
+    units = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    x = torch.randn(1, 3, 64, 64) if quick else torch.randn(8, 3, 224, 224)
+
+    def with_bodies(inplace: bool):
+        def forward():
+            for unit in units:  # an instance attribute shadows the class's method for this call only
+                if inplace:
+                    unit.branch_body = lambda x, unit=unit: _body_inplace(unit, x)
+                else:
+                    unit.__dict__.pop("branch_body", None)
+            return model(x)
+
+        return forward
+
+    fns = {"as_is": with_bodies(False), "inplace": with_bodies(True)}
+    with torch.inference_mode():
+        torch.testing.assert_close(fns["inplace"](), fns["as_is"](), rtol=1e-5, atol=1e-5)
+        samples = interleaved(fns, repeats=repeats)
+    fns["as_is"]()  # leave the model as built
+    return {"as_is_s": statistics.median(samples["as_is"])} | _paired(samples, "inplace", "as_is")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test; the timings mean nothing)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--body-only", choices=("default", "tuned"), help=argparse.SUPPRESS)  # the subprocess
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.body_only:
+        if args.body_only == "tuned":
+            tune_allocator()
+        print(json.dumps(body_inplace(repeats=args.repeats, quick=args.quick)))
+        return
+    result: dict = {"machine": machine_info(args.threads), "excitation_onednn": excitation_onednn(repeats=args.repeats, quick=args.quick)}
+    for row in result["excitation_onednn"]:
+        low, high = row["interval_95"]
+        print(f"C={row['channels']:5d} {row['layer']}: senet {row['senet_us']:7.1f} us, oneDNN / senet {row['paired_median']:.3f} ({low:.3f}-{high:.3f})")
+    result["body_inplace"] = {}
+    for allocator in ("default", "tuned"):
+        command = [sys.executable, __file__, "--threads", str(args.threads), "--repeats", str(args.repeats), "--body-only", allocator]
+        done = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
+        row = result["body_inplace"][allocator] = json.loads(done.stdout)
+        low, high = row["interval_95"]
+        print(f"ResNet-50 bodies in place / as is, {allocator} allocator: {row['paired_median']:.4f} ({low:.4f}-{high:.4f})")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
