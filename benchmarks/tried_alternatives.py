@@ -30,13 +30,7 @@ import torch.nn as nn
 
 from senet.bench.allocator import tune_allocator
 from senet.bench.run import machine_info
-from senet.bench.timing import interleaved, median_interval
-
-
-def _paired(samples: dict[str, list[float]], num: str, den: str) -> dict[str, float | list[float]]:
-    ratios = [a / b for a, b in zip(samples[num], samples[den])]
-    low, high = median_interval(ratios)
-    return {"paired_median": statistics.median(ratios), "interval_95": [low, high]}
+from senet.bench.timing import interleaved, ratio
 
 
 def excitation_onednn(*, repeats: int, quick: bool) -> list[dict]:
@@ -59,7 +53,7 @@ def excitation_onednn(*, repeats: int, quick: bool) -> list[dict]:
             samples = interleaved(fns, repeats=repeats, min_time=0.0 if quick else 0.02)
         for layer in ("fc1", "fc2"):
             row = {"channels": channels, "layer": layer, "senet_us": 1e6 * statistics.median(samples[f"{layer}_senet"])}
-            rows.append(row | _paired(samples, f"{layer}_onednn", f"{layer}_senet"))
+            rows.append(row | ratio(samples[f"{layer}_onednn"], samples[f"{layer}_senet"]))
     return rows
 
 
@@ -97,7 +91,7 @@ def body_inplace(*, repeats: int, quick: bool) -> dict:
         torch.testing.assert_close(fns["inplace"](), fns["as_is"](), rtol=1e-5, atol=1e-5)
         samples = interleaved(fns, repeats=repeats)
     fns["as_is"]()  # leave the model as built
-    return {"as_is_s": statistics.median(samples["as_is"])} | _paired(samples, "inplace", "as_is")
+    return {"as_is_s": statistics.median(samples["as_is"])} | ratio(samples["inplace"], samples["as_is"])
 
 
 def main() -> None:
@@ -116,14 +110,14 @@ def main() -> None:
         return
     result: dict = {"machine": machine_info(args.threads), "excitation_onednn": excitation_onednn(repeats=args.repeats, quick=args.quick)}
     for row in result["excitation_onednn"]:
-        low, high = row["interval_95"]
+        low, high = row["paired_median_ci95"]
         print(f"C={row['channels']:5d} {row['layer']}: senet {row['senet_us']:7.1f} us, oneDNN / senet {row['paired_median']:.3f} ({low:.3f}-{high:.3f})")
     result["body_inplace"] = {}
     for allocator in ("default", "tuned"):
         command = [sys.executable, __file__, "--threads", str(args.threads), "--repeats", str(args.repeats), "--body-only", allocator]
         done = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
         row = result["body_inplace"][allocator] = json.loads(done.stdout)
-        low, high = row["interval_95"]
+        low, high = row["paired_median_ci95"]
         print(f"ResNet-50 bodies in place / as is, {allocator} allocator: {row['paired_median']:.4f} ({low:.4f}-{high:.4f})")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

@@ -523,7 +523,7 @@ def test_tried_alternatives_script_checks_then_times_both_designs(tmp_path):
     assert [(row["channels"], row["layer"]) for row in result["excitation_onednn"]] == [(32, "fc1"), (32, "fc2")]
     rows = list(result["excitation_onednn"]) + [result["body_inplace"][a] for a in ("default", "tuned")]
     for row in rows:
-        low, high = row["interval_95"]
+        low, high = row["paired_median_ci95"]
         assert 0 < low <= row["paired_median"] <= high
     assert "oneDNN / senet" in done.stdout and "tuned allocator" in done.stdout
 

@@ -23,7 +23,7 @@ import statistics
 
 import torch
 
-from senet.bench.timing import interleaved, median_interval
+from senet.bench.timing import interleaved, ratio
 from senet.layers import se_ops
 from senet.layers.checks import check_positive_int
 
@@ -73,17 +73,16 @@ def run_squeeze_routes(
                     torch.testing.assert_close(fn(), want, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
                 samples = interleaved(candidates, repeats=repeats, min_time=min_time)
                 took_product = se_ops._pool_by_product(math.prod(shape[2:]), shape[1], channels_last=channels_last)
-            ratios = [a / b for a, b in zip(samples["product"], samples["mean"])]
-            ratio = statistics.median(ratios)
+            paired = ratio(samples["product"], samples["mean"])
             rows.append({
                 "shape": list(shape),
                 "layout": "channels_last" if channels_last else "nchw",
                 "threads": torch.get_num_threads(),
                 "median_ms": {name: statistics.median(times) * 1e3 for name, times in samples.items()},
-                "product_over_mean": ratio,
-                "product_over_mean_interval": list(median_interval(ratios)),
+                "product_over_mean": paired["paired_median"],
+                "product_over_mean_interval": paired["paired_median_ci95"],
                 "squeeze_mean_route": "product" if took_product else "mean",
-                "route_is_the_faster": took_product == (ratio < 1.0),
+                "route_is_the_faster": took_product == (paired["paired_median"] < 1.0),
                 "samples_ms": {name: [t * 1e3 for t in times] for name, times in samples.items()},
             })  # fmt: skip
     return rows
