@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     bench.add_argument("--threads", type=int, default=1, help="CPU threads")
     bench.add_argument("--out", type=Path, default=None, help="also write the results here")
-    bench.add_argument("--suites", default="blocks,models", help="comma-separated: blocks (SE block), models (whole models), units (SE-ResNet-50 and ResNet-50 unit by unit and in segments: where SE's time goes), tails (the bottleneck tails with the caches cold), ops (the profiler's per-op times of both models), squeeze (mean against one BLAS product per map shape: which squeeze route is faster here), gpu (Triton kernels and model pairs on a CUDA device; skipped without one)")
+    bench.add_argument("--suites", default="blocks,models", help="comma-separated: blocks (SE block), models (whole models), units (SE-ResNet-50 and ResNet-50 unit by unit and in segments: where SE's time goes), parts (the same models' eval paths part by part: squeeze, W3 product, excitation layers, gated norm), tails (the bottleneck tails with the caches cold), ops (the profiler's per-op times of both models), squeeze (mean against one BLAS product per map shape: which squeeze route is faster here), gpu (Triton kernels and model pairs on a CUDA device; skipped without one)")
     bench.set_defaults(handler=_run_bench)
 
     export = add("export", "export a trained model", "Export to ONNX (checked with onnxruntime), TorchScript (torch.jit.trace) "

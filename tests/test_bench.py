@@ -238,6 +238,59 @@ def test_worker_json_has_the_expected_fields():
         run_worker(allocator="jemalloc", quick=True, threads=1, suites=())
 
 
+def test_parts_suite_times_each_part_of_the_eval_paths_exclusively():
+    import senet.layers.fused as fused
+    from senet.bench.parts import PARTS, run_parts_case
+    from senet.bench.units import UnitCase
+    from senet.layers import se_ops
+    from senet.layers.se import SqueezeExcite
+
+    excite = SqueezeExcite.excite
+    result = run_worker(allocator="default", quick=True, threads=1, suites=("parts",))["parts"]
+    json.dumps(result)  # plain data only
+    assert (result["batch"], result["image_size"], result["layout"], result["repeats"]) == (1, 64, "nchw", 3)
+    se, plain = result["samples_s"]["se"], result["samples_s"]["plain"]
+    se_only = [p for p in PARTS if p not in ("norm", "add_relu")]
+    for i in range(3):
+        assert all(se[p][i] > 0 for p in se_only) and se["norm"][i] == 0  # every SE unit gates its norm
+        assert all(plain[p][i] == 0 for p in se_only) and plain["norm"][i] > 0 and plain["add_relu"][i] > 0
+        for series in (se, plain):  # the parts and the rest make up the forward
+            assert sum(series[p][i] for p in (*PARTS, "other")) == pytest.approx(series["forward"][i], rel=1e-9)
+            assert series["other"][i] > 0
+    fc1 = [1e3 * (a - b) for a, b in zip(se["fc1"], plain["fc1"])]
+    assert result["se_minus_plain_ms"]["fc1"] == pytest.approx(statistics.median(fc1))
+    total = [1e3 * sum(se[p][i] - plain[p][i] for p in PARTS) for i in range(3)]
+    assert result["parts_se_minus_plain_ms"] == pytest.approx(statistics.median(total))
+    # the timers are gone afterwards
+    assert fused.squeeze_mean is se_ops.squeeze_mean and fused.add_relu_ is se_ops.add_relu_
+    assert SqueezeExcite.excite is excite
+    text = format_results({"meta": _meta(), "runs": {"default": {"load_average_start": [0.0], "load_average_end": [0.0], "mallopt": {}, "parts": result}}})
+    assert "Parts (nchw, batch 1, 64x64, 3 repeats)" in text and "w3_product" in text
+    with pytest.raises(ValueError, match="repeats must be an int >= 3"):
+        run_parts_case(UnitCase(batch=1, image_size=64), repeats=2)
+
+
+def test_parts_timer_gives_each_part_its_own_time_and_restores_the_functions():
+    import time as time_module
+
+    import senet.layers.fused as fused
+    from senet.bench.parts import _Timer, _timed_parts
+
+    timer = _Timer()
+    inner = timer.wrap(lambda: time_module.sleep(0.02), lambda: "inner")
+    outer = timer.wrap(lambda: (time_module.sleep(0.01), inner()), lambda: "outer")
+    outer()
+    assert 0.02 <= timer.totals["inner"] < 0.05  # the inner part's own time
+    assert 0.01 <= timer.totals["outer"] < 0.02  # the outer part's time less the inner's
+    original = fused._inference_norm
+    model = nn.Sequential(SqueezeExcite(16, reduction=4))
+    with pytest.raises(RuntimeError, match="stop"):
+        with _timed_parts({"se": model}, _Timer()):
+            assert fused._inference_norm is not original and model[0].fc1._forward_hooks
+            raise RuntimeError("stop")
+    assert fused._inference_norm is original and not model[0].fc1._forward_hooks and not model[0].gate._forward_pre_hooks
+
+
 def test_units_suite_times_every_unit_and_its_segments():
     from senet.bench.units import SEGMENTS, STAGES, UnitCase, run_unit_case
 
@@ -480,6 +533,17 @@ def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):
     assert set(result["segment_se_minus_plain_ms"]) == {"body", "se_ops", "tail_conv", "tail"}
     assert "all units" in done.stdout and "layer4" in done.stdout and "se_ops" in done.stdout
     assert _script("unit_times.py", "--repeats", "2").returncode == 2  # argparse error
+
+
+def test_gate_parts_script_times_every_part(tmp_path):
+    out = tmp_path / "parts.json"
+    done = _script("gate_parts.py", "--repeats", "3", "--batch", "1", "--image-size", "64", "--channels-last", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["layout"] == "channels_last" and result["machine"]["threads"] == 1
+    assert min(result["samples_s"]["se"]["gated_norm"]) > 0 and min(result["samples_s"]["plain"]["norm"]) > 0
+    assert "w3_product" in done.stdout and "summed over the parts" in done.stdout
+    assert _script("gate_parts.py", "--repeats", "2").returncode == 2  # argparse error
 
 
 def test_tail_passes_script_checks_and_times_every_tail(tmp_path):

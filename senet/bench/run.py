@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
-SUITES: tuple[str, ...] = ("blocks", "models", "units", "tails", "ops", "squeeze", "gpu")
+SUITES: tuple[str, ...] = ("blocks", "models", "units", "parts", "tails", "ops", "squeeze", "gpu")
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,13 @@ def run_worker(
         from senet.bench.units import FULL_UNIT_CASE, QUICK_UNIT_CASE, run_unit_case
 
         result["units"] = run_unit_case(QUICK_UNIT_CASE if quick else FULL_UNIT_CASE, repeats=config.model_repeats)
+        if progress is not None:
+            progress(result)
+    if "parts" in suites:
+        from senet.bench.parts import run_parts_case
+        from senet.bench.units import FULL_UNIT_CASE, QUICK_UNIT_CASE
+
+        result["parts"] = run_parts_case(QUICK_UNIT_CASE if quick else FULL_UNIT_CASE, repeats=config.model_repeats)
         if progress is not None:
             progress(result)
     if "tails" in suites:
@@ -327,6 +334,10 @@ def format_results(results: dict) -> str:
             from senet.bench.units import unit_table
 
             lines += [""] + unit_table(run["units"])
+        if "parts" in run:
+            from senet.bench.parts import parts_table
+
+            lines += [""] + parts_table(run["parts"])
         if "tails" in run:
             from senet.bench.tails import tail_table
 
