@@ -535,16 +535,15 @@ def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):
     assert _script("unit_times.py", "--repeats", "2").returncode == 2  # argparse error
 
 
-def test_gate_parts_script_times_every_part(tmp_path):
+def test_unit_times_script_with_parts_times_every_part(tmp_path):
     out = tmp_path / "parts.json"
-    done = _script("gate_parts.py", "--repeats", "3", "--batch", "1", "--image-size", "64", "--channels-last", "--out", str(out))
+    done = _script("unit_times.py", "--parts", "--repeats", "3", "--batch", "1", "--image-size", "64", "--channels-last", "--out", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["layout"] == "channels_last" and result["machine"]["threads"] == 1
     assert min(result["samples_s"]["se"]["gated_norm"]) > 0 and min(result["samples_s"]["plain"]["norm"]) > 0
     assert "w3_product" in done.stdout and "summed over the parts" in done.stdout
-    assert _script("gate_parts.py", "--repeats", "2").returncode == 2  # argparse error
-
+    
 
 def test_tail_passes_script_checks_and_times_every_tail(tmp_path):
     out = tmp_path / "tails.json"

@@ -1,5 +1,5 @@
 """Where SE's inference time goes, part by part: senet's own eval-path functions timed inside whole forwards
-of its SE-ResNet-50 and ResNet-50 (``senet bench --suites parts``, ``benchmarks/gate_parts.py``).
+of its SE-ResNet-50 and ResNet-50 (``senet bench --suites parts``, ``benchmarks/unit_times.py --parts``).
 
 In eval without autograd an SE bottleneck ends in :func:`senet.layers.fused.conv_bn_se_add_relu`, a chain
 of small functions; a plain one in :func:`~senet.layers.fused.conv_bn_add_relu`. For the duration of the
@@ -34,9 +34,8 @@ import torch
 import torch.nn as nn
 
 import senet.layers.fused as fused
-from senet.bench.units import UnitCase
+from senet.bench.units import UnitCase, check_repeats, pair_and_input
 from senet.layers.se import SqueezeExcite
-from senet.models import create_model
 
 __all__ = ["PARTS", "run_parts_case", "parts_table"]
 
@@ -125,15 +124,8 @@ def run_parts_case(case: UnitCase, *, repeats: int) -> dict:
     forwards of SE - plain summed over :data:`PARTS`: what SE's own path costs) and the samples in seconds
     (``samples_s``).
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 3:
-        raise ValueError(f"repeats must be an int >= 3, got {repeats!r}")
-    torch.manual_seed(0)
-    fmt = torch.channels_last if case.channels_last else torch.contiguous_format
-    models = {
-        "se": create_model("seresnet50").eval().to(memory_format=fmt),
-        "plain": create_model("resnet50").eval().to(memory_format=fmt),
-    }
-    x = torch.randn(case.batch, 3, case.image_size, case.image_size).contiguous(memory_format=fmt)
+    check_repeats(repeats)
+    models, x = pair_and_input(case)
     samples = {key: {part: [] for part in (*PARTS, "other", "forward")} for key in models}
     timer = _Timer()
     with torch.no_grad():

@@ -28,7 +28,10 @@ import torch.nn as nn
 from senet.layers.checks import check_positive_int
 from senet.models import create_model
 
-__all__ = ["UnitCase", "QUICK_UNIT_CASE", "FULL_UNIT_CASE", "STAGES", "SEGMENTS", "run_unit_case", "unit_table"]
+__all__ = [
+    "UnitCase", "QUICK_UNIT_CASE", "FULL_UNIT_CASE", "STAGES", "SEGMENTS",
+    "check_repeats", "pair_and_input", "run_unit_case", "unit_table",
+]
 
 STAGES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 SEGMENTS: tuple[str, ...] = ("body", "se_ops", "tail_conv", "tail")
@@ -157,6 +160,24 @@ def _segment_diffs(times: dict[str, dict[str, list[float]]]) -> dict[str, dict[s
     return diffs
 
 
+def check_repeats(repeats: object) -> None:
+    """The repeats of the unit and part timings: an int >= 3 (ValueError otherwise)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 3:
+        raise ValueError(f"repeats must be an int >= 3, got {repeats!r}")
+
+
+def pair_and_input(case: UnitCase) -> tuple[dict[str, nn.Module], torch.Tensor]:
+    """senet's SE-ResNet-50 and ResNet-50 in eval (``{"se": ..., "plain": ...}``, seed 0) and the input, in
+    ``case``'s layout."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if case.channels_last else torch.contiguous_format
+    models = {
+        "se": create_model("seresnet50").eval().to(memory_format=fmt),
+        "plain": create_model("resnet50").eval().to(memory_format=fmt),
+    }
+    return models, torch.randn(case.batch, 3, case.image_size, case.image_size).contiguous(memory_format=fmt)
+
+
 def run_unit_case(case: UnitCase, *, repeats: int) -> dict:
     """Time senet's SE-ResNet-50 and ResNet-50 unit by unit (``repeats`` forwards and calls each, >= 3).
 
@@ -164,15 +185,8 @@ def run_unit_case(case: UnitCase, *, repeats: int) -> dict:
     stage), ``rest_ms`` (stem, pooling, head and hooks), ``segment_se_minus_plain_ms`` (per segment and
     stage) and the samples in seconds (``samples_s``, ``segment_samples_s``).
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 3:
-        raise ValueError(f"repeats must be an int >= 3, got {repeats!r}")
-    torch.manual_seed(0)
-    fmt = torch.channels_last if case.channels_last else torch.contiguous_format
-    models = {
-        "se": create_model("seresnet50").eval().to(memory_format=fmt),
-        "plain": create_model("resnet50").eval().to(memory_format=fmt),
-    }
-    x = torch.randn(case.batch, 3, case.image_size, case.image_size).contiguous(memory_format=fmt)
+    check_repeats(repeats)
+    models, x = pair_and_input(case)
     in_model = _in_model(models, x, repeats)
     alone = _alone(models, {key: _inputs(model, x) for key, model in models.items()}, repeats)
     stages = {key: {"in_model": _by_stage(in_model[key]), "alone": _by_stage(alone[key])} for key in models}
