@@ -1,4 +1,4 @@
-"""Two eval-path designs that were measured and not adopted, kept so that their numbers can be reproduced.
+"""Three eval-path designs that were measured and not adopted, kept so that their numbers can be reproduced.
 
     OMP_NUM_THREADS=1 python benchmarks/tried_alternatives.py --threads 1 --out benchmarks/results/milan-cpu-1thread-tried.json
 
@@ -12,6 +12,14 @@
    paired median ratio with its 95% interval, under glibc's default allocator and under senet's setting
    (one subprocess each, since the setting is per process).
 
+3. ``folded_gates``: senet's SE-ResNet-50 in eval with each unit's first FC layer, the norm and (on the route
+   through the 1x1 convolution) ``W3`` folded once into one small product, ``relu(A @ mean_p(h) + b)`` with
+   ``A = W1 diag(alpha) W3`` (or ``W1 diag(alpha)`` where the output is pooled, at 7x7), the cache that the
+   library declines (it goes stale silently after a write through ``.data``), against the model as it is:
+   whole forwards, paired median ratio with its 95% interval, and the time spent in SE's eval path per
+   forward (the functions of :mod:`senet.bench.parts`, exclusive times summed), per layout, this process's
+   allocator (senet's setting). What caching could buy at most, measured rather than estimated.
+
 Every candidate's output is checked against the one it replaces before anything is timed. ``--quick``:
 tiny sizes and 3 repeats, a smoke test whose timings mean nothing.
 """
@@ -23,6 +31,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -94,6 +103,90 @@ def body_inplace(*, repeats: int, quick: bool) -> dict:
     return {"as_is_s": statistics.median(samples["as_is"])} | ratio(samples["inplace"], samples["as_is"])
 
 
+def _folds(model: nn.Module) -> dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per SE unit (keyed by its last norm), the folded first FC layer by input width: ``C_in`` (the route
+    through the 1x1 convolution, ``A = W1 diag(alpha) W3``) and ``C`` (the pooled output, ``A = W1 diag(alpha)``);
+    each as ``(A.t(), b)``."""
+    from senet.layers.fused import _running_affine
+    from senet.models.blocks import Bottleneck
+
+    folds = {}
+    with torch.no_grad():
+        for unit in (m for m in model.modules() if isinstance(m, Bottleneck) and m.se is not None):
+            conv, bn = unit.tail_modules()
+            fc1, alpha, beta = unit.se.fc1, *_running_affine(bn)
+            w1a = fc1.weight * alpha  # W1 diag(alpha) (h, C)
+            b_out = fc1.bias + fc1.weight @ beta  # fc1(alpha * pooled_c + beta) = w1a @ pooled_c + b_out
+            w3 = conv.weight.flatten(1)  # (C, C_in)
+            b_in = b_out if conv.bias is None else b_out + w1a @ conv.bias
+            folds[id(bn)] = {w3.shape[1]: ((w1a @ w3).t().contiguous(), b_in), w3.shape[0]: (w1a.t().contiguous(), b_out)}
+    return folds
+
+
+def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
+    """senet's SE-ResNet-50 with each unit's first FC layer, norm and ``W3`` folded once, against it as it is."""
+    import random
+
+    import senet.layers.fused as fused
+    from senet.bench.parts import _Timer, _timed_parts
+    from senet.models import create_model
+
+    library = {"_conv_squeeze": fused._conv_squeeze, "_inference_gates": fused._inference_gates}
+    rows = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        model = create_model("seresnet50").eval().to(memory_format=layout)
+        x = (torch.randn(1, 3, 64, 64) if quick else torch.randn(8, 3, 224, 224)).contiguous(memory_format=layout)
+        folds = _folds(model)
+
+        def gates(pooled, bn, se, spatial_dims):  # pooled: mean_p(h) (N, C_in) or mean_p(c) (N, C)
+            a_t, b = folds[id(bn)][pooled.shape[1]]
+            v = se.fc2(se.act(torch.addmm(b, pooled, a_t)))  # (N, h) -> (N, C)
+            return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
+
+        designs = {
+            "as_is": library,
+            "folded": {"_conv_squeeze": lambda h, conv: fused.squeeze_mean(h), "_inference_gates": gates},
+        }
+
+        def forward(design: str) -> tuple[float, float, torch.Tensor]:
+            """One forward with ``design``: its seconds, the seconds spent in SE's eval path, the output."""
+            timer = _Timer()
+            for name, fn in designs[design].items():
+                setattr(fused, name, fn)
+            try:
+                with _timed_parts({"se": model}, timer):
+                    start = time.perf_counter()
+                    out = model(x)
+                    seconds = time.perf_counter() - start
+            finally:
+                for name, fn in library.items():
+                    setattr(fused, name, fn)
+            return seconds, sum(timer.totals.values()), out
+
+        samples: dict[str, dict[str, list[float]]] = {d: {"forward": [], "se_path": []} for d in designs}
+        with torch.no_grad():
+            torch.testing.assert_close(forward("folded")[2], forward("as_is")[2], rtol=1e-4, atol=1e-4)
+            order = random.Random(0)
+            for _ in range(repeats):
+                for design in order.sample(list(designs), len(designs)):
+                    seconds, se_path, _ = forward(design)
+                    samples[design]["forward"].append(seconds)
+                    samples[design]["se_path"].append(se_path)
+        se_path = {d: 1e3 * statistics.median(samples[d]["se_path"]) for d in designs}
+        saved = [1e3 * (a - b) for a, b in zip(samples["as_is"]["se_path"], samples["folded"]["se_path"])]
+        rows.append(
+            {
+                "layout": "channels_last" if layout is torch.channels_last else "nchw",
+                "as_is_s": statistics.median(samples["as_is"]["forward"]),
+                "se_path_ms": se_path,
+                "se_path_saved_ms": statistics.median(saved),
+            }
+            | ratio(samples["folded"]["forward"], samples["as_is"]["forward"])
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -119,6 +212,13 @@ def main() -> None:
         row = result["body_inplace"][allocator] = json.loads(done.stdout)
         low, high = row["paired_median_ci95"]
         print(f"ResNet-50 bodies in place / as is, {allocator} allocator: {row['paired_median']:.4f} ({low:.4f}-{high:.4f})")
+    tune_allocator()  # this process from here on: senet's setting
+    result["folded_gates"] = folded_gates(repeats=args.repeats, quick=args.quick)
+    for row in result["folded_gates"]:
+        low, high = row["paired_median_ci95"]
+        path = row["se_path_ms"]
+        print(f"SE-ResNet-50 {row['layout']}, folded / as is: {row['paired_median']:.4f} ({low:.4f}-{high:.4f}); SE's eval path "
+              f"{path['as_is']:.2f} -> {path['folded']:.2f} ms per forward (paired saving {row['se_path_saved_ms']:.2f} ms)")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
 
