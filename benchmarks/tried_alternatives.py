@@ -16,8 +16,9 @@
    through the 1x1 convolution) ``W3`` folded once into one small product, ``relu(A @ mean_p(h) + b)`` with
    ``A = W1 diag(alpha) W3`` (or ``W1 diag(alpha)`` where the output is pooled, at 7x7), the cache that the
    library declines (it goes stale silently after a write through ``.data``), against the model as it is:
-   whole forwards, paired median ratio with its 95% interval, and the time spent in SE's eval path per
-   forward (the functions of :mod:`senet.bench.parts`, exclusive times summed), per layout, this process's
+   whole forwards, paired median ratio with its 95% interval, and the time spent in the SE units' eval-path
+   functions per forward (those of :mod:`senet.bench.parts`, exclusive times summed; they include the gated
+   norm and the addition and ReLU, which both designs make), per layout, this process's
    allocator (senet's setting). What caching could buy at most, measured rather than estimated.
 
 Every candidate's output is checked against the one it replaces before anything is timed. ``--quick``:
@@ -139,7 +140,10 @@ def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
         x = (torch.randn(1, 3, 64, 64) if quick else torch.randn(8, 3, 224, 224)).contiguous(memory_format=layout)
         folds = _folds(model)
 
+        calls = [0]
+
         def gates(pooled, bn, se, spatial_dims):  # pooled: mean_p(h) (N, C_in) or mean_p(c) (N, C)
+            calls[0] += 1
             a_t, b = folds[id(bn)][pooled.shape[1]]
             v = se.fc2(se.act(torch.addmm(b, pooled, a_t)))  # (N, h) -> (N, C)
             return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
@@ -167,6 +171,8 @@ def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
         samples: dict[str, dict[str, list[float]]] = {d: {"forward": [], "se_path": []} for d in designs}
         with torch.no_grad():
             torch.testing.assert_close(forward("folded")[2], forward("as_is")[2], rtol=1e-4, atol=1e-4)
+            if calls[0] != len(folds):  # every SE unit took the folded gates
+                raise RuntimeError(f"the folded gates ran in {calls[0]} of {len(folds)} SE units")
             order = random.Random(0)
             for _ in range(repeats):
                 for design in order.sample(list(designs), len(designs)):
@@ -217,7 +223,7 @@ def main() -> None:
     for row in result["folded_gates"]:
         low, high = row["paired_median_ci95"]
         path = row["se_path_ms"]
-        print(f"SE-ResNet-50 {row['layout']}, folded / as is: {row['paired_median']:.4f} ({low:.4f}-{high:.4f}); SE's eval path "
+        print(f"SE-ResNet-50 {row['layout']}, folded / as is: {row['paired_median']:.4f} ({low:.4f}-{high:.4f}); the units' eval path "
               f"{path['as_is']:.2f} -> {path['folded']:.2f} ms per forward (paired saving {row['se_path_saved_ms']:.2f} ms)")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

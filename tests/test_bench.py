@@ -578,7 +578,7 @@ def test_squeeze_routes_script_writes_every_shape_and_layout(tmp_path):
     assert "Squeeze routes" in done.stdout
 
 
-def test_tried_alternatives_script_checks_then_times_both_designs(tmp_path):
+def test_tried_alternatives_script_checks_then_times_every_design(tmp_path):
     out = tmp_path / "tried.json"
     done = _script("tried_alternatives.py", "--quick", "--repeats", "3", "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -589,6 +589,13 @@ def test_tried_alternatives_script_checks_then_times_both_designs(tmp_path):
         low, high = row["paired_median_ci95"]
         assert 0 < low <= row["paired_median"] <= high
     assert "oneDNN / senet" in done.stdout and "tuned allocator" in done.stdout
+    folded = result["folded_gates"]
+    assert [row["layout"] for row in folded] == ["nchw", "channels_last"]
+    for row in folded:
+        low, high = row["paired_median_ci95"]
+        assert 0 < low <= row["paired_median"] <= high
+        assert row["se_path_ms"]["as_is"] > 0 and row["se_path_ms"]["folded"] > 0
+    assert "folded / as is" in done.stdout
 
 
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):
