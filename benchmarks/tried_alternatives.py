@@ -129,7 +129,7 @@ def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
     import random
 
     import senet.layers.fused as fused
-    from senet.bench.parts import _Timer, _timed_parts
+    from senet.bench.parts import PartTimer, timed_parts
     from senet.models import create_model
 
     library = {"_conv_squeeze": fused._conv_squeeze, "_inference_gates": fused._inference_gates}
@@ -155,11 +155,11 @@ def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
 
         def forward(design: str) -> tuple[float, float, torch.Tensor]:
             """One forward with ``design``: its seconds, the seconds spent in SE's eval path, the output."""
-            timer = _Timer()
+            timer = PartTimer()
             for name, fn in designs[design].items():
                 setattr(fused, name, fn)
             try:
-                with _timed_parts({"se": model}, timer):
+                with timed_parts({"se": model}, timer):
                     start = time.perf_counter()
                     out = model(x)
                     seconds = time.perf_counter() - start

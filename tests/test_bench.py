@@ -274,10 +274,10 @@ def test_parts_timer_gives_each_part_its_own_time_and_restores_the_functions():
     import time as time_module
 
     import senet.layers.fused as fused
-    from senet.bench.parts import _Timer, _timed_parts
+    from senet.bench.parts import PartTimer, timed_parts
 
-    timer = _Timer()
-    inner = timer.wrap(lambda: time_module.sleep(0.02), lambda: "inner")
+    timer = PartTimer()
+    inner = timer.wrap(lambda: time_module.sleep(0.02), "inner")
     outer = timer.wrap(lambda: (time_module.sleep(0.01), inner()), lambda: "outer")
     outer()
     assert 0.02 <= timer.totals["inner"] < 0.05  # the inner part's own time
@@ -285,7 +285,7 @@ def test_parts_timer_gives_each_part_its_own_time_and_restores_the_functions():
     original = fused._inference_norm
     model = nn.Sequential(SqueezeExcite(16, reduction=4))
     with pytest.raises(RuntimeError, match="stop"):
-        with _timed_parts({"se": model}, _Timer()):
+        with timed_parts({"se": model}, PartTimer()):
             assert fused._inference_norm is not original and model[0].fc1._forward_hooks
             raise RuntimeError("stop")
     assert fused._inference_norm is original and not model[0].fc1._forward_hooks and not model[0].gate._forward_pre_hooks

@@ -37,7 +37,7 @@ import senet.layers.fused as fused
 from senet.bench.units import UnitCase, check_repeats, pair_and_input
 from senet.layers.se import SqueezeExcite
 
-__all__ = ["PARTS", "run_parts_case", "parts_table"]
+__all__ = ["PARTS", "PartTimer", "timed_parts", "run_parts_case", "parts_table"]
 
 PARTS: tuple[str, ...] = (
     "squeeze", "w3_product", "norm_of_z", "fc1", "act", "fc2", "gate", "excite_rest", "gated_norm", "norm", "add_relu",
@@ -45,7 +45,7 @@ PARTS: tuple[str, ...] = (
 _EXCITE_MODULES = ("fc1", "act", "fc2", "gate")
 
 
-class _Timer:
+class PartTimer:
     """Exclusive time per part: each part's seconds less those of the parts it calls (a stack of open parts)."""
 
     def __init__(self) -> None:
@@ -62,12 +62,12 @@ class _Timer:
         if self._open:
             self._open[-1][2] += elapsed
 
-    def wrap(self, fn: Callable, part: Callable[..., str]) -> Callable:
-        """``fn`` timed as the part named by ``part(*args, **kwargs)``."""
+    def wrap(self, fn: Callable, part: str | Callable[..., str]) -> Callable:
+        """``fn`` timed as the part ``part``, or as the part named by ``part(*args, **kwargs)`` for a callable."""
 
         @functools.wraps(fn)
         def timed(*args, **kwargs):
-            self.enter(part(*args, **kwargs))
+            self.enter(part if isinstance(part, str) else part(*args, **kwargs))
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -81,17 +81,17 @@ def _norm_part(c, bn, gates=None, **_) -> str:
 
 
 # the eval path's functions, looked up by name in senet.layers.fused at call time, and the part each is
-_FUSED_PARTS: dict[str, Callable[..., str]] = {
-    "squeeze_mean": lambda *a, **k: "squeeze",
-    "_conv_squeeze": lambda *a, **k: "w3_product",
-    "_inference_gates": lambda *a, **k: "norm_of_z",
+_FUSED_PARTS: dict[str, str | Callable[..., str]] = {
+    "squeeze_mean": "squeeze",
+    "_conv_squeeze": "w3_product",
+    "_inference_gates": "norm_of_z",
     "_inference_norm": _norm_part,
-    "add_relu_": lambda *a, **k: "add_relu",
+    "add_relu_": "add_relu",
 }
 
 
 @contextmanager
-def _timed_parts(models: dict[str, nn.Module], timer: _Timer) -> Iterator[None]:
+def timed_parts(models: dict[str, nn.Module], timer: PartTimer) -> Iterator[None]:
     """The eval path's functions and the excitation's modules timed by ``timer`` inside the block; restored after."""
     originals = {name: getattr(fused, name) for name in _FUSED_PARTS}
     excite = SqueezeExcite.excite
@@ -99,7 +99,7 @@ def _timed_parts(models: dict[str, nn.Module], timer: _Timer) -> Iterator[None]:
     try:
         for name, part in _FUSED_PARTS.items():
             setattr(fused, name, timer.wrap(originals[name], part))
-        SqueezeExcite.excite = timer.wrap(excite, lambda *a, **k: "excite_rest")
+        SqueezeExcite.excite = timer.wrap(excite, "excite_rest")
         for model in models.values():
             for se in (m for m in model.modules() if isinstance(m, SqueezeExcite)):
                 for name in _EXCITE_MODULES:
@@ -127,10 +127,10 @@ def run_parts_case(case: UnitCase, *, repeats: int) -> dict:
     check_repeats(repeats)
     models, x = pair_and_input(case)
     samples = {key: {part: [] for part in (*PARTS, "other", "forward")} for key in models}
-    timer = _Timer()
+    timer = PartTimer()
     with torch.no_grad():
         reference = {key: model(x) for key, model in models.items()}  # also the warm-up
-        with _timed_parts(models, timer):
+        with timed_parts(models, timer):
             for key, model in models.items():
                 torch.testing.assert_close(model(x), reference[key], rtol=0, atol=0)  # the timers change nothing
             for repeat in range(repeats):
