@@ -598,6 +598,23 @@ def test_tried_alternatives_script_checks_then_times_every_design(tmp_path):
     assert "folded / as is" in done.stdout
 
 
+def test_centred_sums_script_measures_precision_and_times_every_stage(tmp_path):
+    import senet.layers.fused as fused
+
+    original = fused._centred_sums
+    out = tmp_path / "centred.json"
+    done = _script("centred_sums.py", "--quick", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [row["offset"] for row in result["precision"]] == [0.0, 10.0, 100.0]
+    far = result["precision"][-1]  # channels at 100 times their spread from zero
+    assert far["centred"]["gamma"] <= 2 * far["plain"]["gamma"] < far["uncentred"]["gamma"]
+    assert [row["shape"][1] for row in result["time"]] == [256, 512, 1024, 2048]
+    for row in result["time"]:
+        assert row["median_ms"]["centred"] > 0 and row["median_ms"]["uncentred"] > 0
+    assert "paired difference" in done.stdout and fused._centred_sums is original
+
+
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):
     out = tmp_path / "pair.json"
     args = ["--repeats", "3", "--batch", "2", "--image-size", "64", "--layouts", "nchw", "--train", "--memory"]

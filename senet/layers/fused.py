@@ -30,7 +30,7 @@ ReLU in one, :func:`~senet.layers.se_ops.add_relu_`).
 The stand-alone block's lean backward and the shared one-pass helpers live in :mod:`senet.layers.se_ops`.
 
 The backwards walk the batch in cache-sized chunks, so the masked gradient ``g' = g * (out > 0)`` is read
-from cache by the ops that need it (``sum_p(g' * c)``, ``sum_p(g')``). The norm's output has two consumers
+from cache by the ops that need it (``sum_p(g' * (c - mean))``, ``sum_p(g')``). The norm's output has two consumers
 (squeeze and reweighting) whose gradients autograd would add into ``du = g' * s + gz / P`` before the
 norm's backward reads it twice; instead the norm's backward (:class:`_Norm`, :class:`_TailLink`) takes
 its sums from those (N, C) numbers and writes its input gradient ``dc = a * g' + b * c + d`` in one
@@ -84,39 +84,76 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
         raise ValueError(f"s must have shape (N, C, 1, ..., 1) = {gate_shape}, got {got}")
 
 
-def _residual_backward(grad_out, out, s, x, alpha=None, beta=None, *, scale=True):
-    """Gradients of ``out = relu(u * s + identity)`` with ``u = x`` (or ``u = alpha * x + beta`` per channel).
+def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
+    """Gradients of ``out = relu(u * s + identity)`` with ``u = x``, or with ``u = alpha * (x - mean) + bias``
+    per channel for ``norm = (alpha, mean, bias)`` (a batch norm in its centred form, :func:`_centred`).
 
     Returns ``(g' * s, ds, g', dot, g_sum)`` with ``g' = grad_out * (out > 0)``, ``ds = sum_p(g' * u)``
-    shaped like s, and the sums it was made from, ``dot = sum_p(g' * x)`` and ``g_sum = sum_p(g')`` (N, C)
-    (``g_sum`` only with ``beta``); the first is None unless ``scale``. Under ``torch.compile`` and
-    ``create_graph=True``, plain (differentiable) ops; otherwise through the batch in cache-sized chunks.
+    shaped like s, and the sums it was made from, ``dot = sum_p(g' * (x - mean))`` (``sum_p(g' * x)``
+    without ``norm``) and ``g_sum = sum_p(g')`` (N, C) (``g_sum`` only with ``norm``); the first is None
+    unless ``scale``. ``x`` is centred before the product, so that a channel whose mean is large next to
+    its spread keeps its precision (``sum_p(g' x) - mean * sum_p(g')`` would cancel). Under
+    ``torch.compile`` and ``create_graph=True``, plain (differentiable) ops; otherwise through the batch in
+    cache-sized chunks.
     """
     n, channels = out.shape[:2]
     dims = tuple(range(2, out.ndim))
+    centre = None if norm is None else norm[1].view(1, -1, *([1] * len(dims))).to(x.dtype)  # (1, C, 1, ..., 1)
     if torch.compiler.is_compiling() or torch.is_grad_enabled():  # the compiler fuses these itself
         g = torch.ops.aten.threshold_backward(grad_out, out, 0)
-        dot = channel_dot(g, x)
-        g_sum = g.sum(dims) if beta is not None else None
+        dot = channel_dot(g, x if centre is None else x - centre)
+        g_sum = g.sum(dims) if norm is not None else None
         grad_u = g * s if scale else None
     else:
         g = torch.empty_like(out)
         grad_u = torch.empty_like(out) if scale else None
         dot = out.new_empty(n, channels)
-        g_sum = out.new_empty(n, channels) if beta is not None else None
+        g_sum = out.new_empty(n, channels) if norm is not None else None
         step = _chunk_rows(out)
         scratch = torch.empty_like(out[:step])
+        by_norm_backward = norm is not None and _centred_sums_apply(x, norm[1])
         for start in range(0, n, step):
             rows = slice(start, start + step)
             g_rows = torch.ops.aten.threshold_backward.grad_input(grad_out[rows], out[rows], 0, grad_input=g[rows])
             if scale:
                 torch.mul(g_rows, s[rows], out=grad_u[rows])
+            if by_norm_backward:  # both sums in one pass over g' and x
+                dot[rows], g_sum[rows] = _centred_sums(g_rows, x[rows], norm[1])
+                continue
             product = scratch[: g_rows.shape[0]]
-            torch.sum(torch.mul(g_rows, x[rows], out=product), dims, out=dot[rows])
+            if centre is None:
+                torch.mul(g_rows, x[rows], out=product)  # g' x
+            else:
+                torch.sub(x[rows], centre, out=product).mul_(g_rows)  # g' (x - mean), in cache
+            torch.sum(product, dims, out=dot[rows])
             if g_sum is not None:
                 torch.sum(g_rows, dims, out=g_sum[rows])
-    ds = dot if beta is None else alpha.view(1, -1) * dot + beta.view(1, -1) * g_sum  # sum_p g' (alpha x + beta)
+    if norm is None:
+        ds = dot
+    else:
+        alpha, _, bias = norm
+        ds = alpha.view(1, -1) * dot  # sum_p g' (alpha (x - mean) + bias)
+        ds = ds if bias is None else ds + bias.view(1, -1) * g_sum
     return grad_u, ds.to(s.dtype).view_as(s), g, dot, g_sum
+
+
+def _centred_sums_apply(x: torch.Tensor, mean: torch.Tensor) -> bool:
+    """Whether :func:`_centred_sums` serves ``x``: contiguous float32/float64, with ``mean`` of its dtype."""
+    return x.is_contiguous() and x.dtype in (torch.float32, torch.float64) and mean.dtype == x.dtype
+
+
+def _centred_sums(g: torch.Tensor, x: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_p(g * (x - mean))`` and ``sum_p(g)`` ``(N, C)`` of contiguous ``(N, C, *S)`` tensors, ``mean`` (C,):
+    batch norm's backward kernel over the ``N * C`` (example, channel) rows of ``P`` positions (its weight
+    gradient with inverse std 1 is the first sum, its bias gradient the second), which reads ``g`` and ``x``
+    once and centres ``x`` before the product, as the norm's own backward does."""
+    n, channels = x.shape[:2]
+    rows = n * channels
+    ones = x.new_ones(rows)
+    _, dot, g_sum = torch.ops.aten.native_batch_norm_backward(
+        g.view(1, rows, -1), x.view(1, rows, -1), None, None, None, mean.repeat(n), ones, True, 0.0, [False, True, True]
+    )
+    return dot.view(n, channels), g_sum.view(n, channels)
 
 
 def _scaled_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor, out: torch.Tensor | None = None):
@@ -143,11 +180,12 @@ class _ScaleAddReLU(torch.autograd.Function):
 
 
 class _BNScaleAddReLU(torch.autograd.Function):
-    """``out = relu(u * s + identity)`` with ``u = bn(c) = alpha * c + beta`` (per channel), written over ``u``.
+    """``out = relu(u * s + identity)`` with ``u = bn(c) = alpha * (c - mean) + bias`` (per channel), written
+    over ``u``.
 
-    Saves out, s, c, alpha and beta: ``c`` is the tensor batch norm saves anyway, so nothing full-size
-    is kept for SE. Backward: ``g' = g * (out > 0)``, ``didentity = g'``,
-    ``ds = alpha * sum_p(g' * c) + beta * sum_p(g')`` (= ``sum_p(g' * u)``), and ``du = g' * s``; where a
+    Saves out, s, c and the norm's ``(alpha, mean, bias)``: ``c`` is the tensor batch norm saves anyway, so
+    nothing full-size is kept for SE. Backward: ``g' = g * (out > 0)``, ``didentity = g'``,
+    ``ds = alpha * sum_p(g' * (c - mean)) + bias * sum_p(g')`` (= ``sum_p(g' * u)``), and ``du = g' * s``; where a
     :class:`_TailLink` is given, ``du`` is not written: ``g'`` and the two sums go to the norm's backward
     (:class:`_Norm`), which writes the norm's input gradient in one pass. Under ``create_graph=True``, u is
     recomputed from c by the norm (without touching its running statistics) so that the gradients are
@@ -155,27 +193,27 @@ class _BNScaleAddReLU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, s, identity, c, alpha, beta, bn, link):
+    def forward(ctx, u, s, identity, c, alpha, mean, bias, bn, link):
         _scaled_add_relu(u, s, identity, out=u)  # overwrites u: nothing needs it any more
         ctx.mark_dirty(u)
-        ctx.save_for_backward(u, s, c, alpha, beta)
+        ctx.save_for_backward(u, s, c, alpha, mean, bias)
         ctx.bn, ctx.batch_stats, ctx.link = bn, not _uses_running_stats(bn), link
         return u
 
     @staticmethod
     def backward(ctx, grad_out):
-        out, s, c, alpha, beta = ctx.saved_tensors
+        out, s, c, alpha, mean, bias = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True
             bn = ctx.bn
             stats = (None, None) if ctx.batch_stats else (bn.running_mean, bn.running_var)
             u = F.batch_norm(c, *stats, bn.weight, bn.bias, ctx.batch_stats, 0.0, bn.eps)  # with its history
             grad_u, grad_s, g = _residual_backward(grad_out, out, s, u)[:3]
-            return grad_u, grad_s, g, None, None, None, None, None
+            return grad_u, grad_s, g, None, None, None, None, None, None
         link = ctx.link
-        grad_u, grad_s, g, dot, g_sum = _residual_backward(grad_out, out, s, c, alpha, beta, scale=link is None)
+        grad_u, grad_s, g, dot, g_sum = _residual_backward(grad_out, out, s, c, (alpha, mean, bias), scale=link is None)
         if link is not None:
             link.g, link.s, link.dot, link.g_sum = g, s, dot, g_sum
-        return grad_u, grad_s, g, None, None, None, None, None
+        return grad_u, grad_s, g, None, None, None, None, None, None
 
 
 def scale_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
@@ -229,13 +267,26 @@ def _batch_norm(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
     return u, mean.detach(), invstd.detach(), use_batch_stats
 
 
+def _scale(invstd: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """``alpha = gamma * invstd`` (C,), the norm's scale per channel, without history."""
+    with torch.no_grad():
+        return invstd if bn.weight is None else invstd * bn.weight
+
+
 def _affine(mean: torch.Tensor, invstd: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
     """``alpha, beta`` (C,) with ``bn(c) = alpha * c + beta`` for the statistics ``mean``, ``invstd``."""
+    alpha = _scale(invstd, bn)
     with torch.no_grad():
-        alpha = invstd if bn.weight is None else invstd * bn.weight
         # bias - mean * alpha in one rounding, as the norm's own kernel computes it
         beta = -mean * alpha if bn.bias is None else torch.addcmul(bn.bias, mean, alpha, value=-1.0)
     return alpha, beta  # made under no_grad: no history
+
+
+def _norm_scale_and_mean(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """``(bn(c), alpha, mean)``: the norm's output and the centred form of its map,
+    ``bn(c) = alpha * (c - mean) + bias`` per channel (``alpha``, ``mean`` of shape ``(C,)`` without history)."""
+    u, mean, invstd, _ = _batch_norm(c, bn)
+    return u, _scale(invstd, bn), mean
 
 
 class _TailLink:
@@ -244,7 +295,7 @@ class _TailLink:
     The norm's output u has two consumers, the squeeze and the reweighting, so its gradient is
     ``du = g' * s + gz / P``, which the norm's backward would read twice (for its sums, then for its
     input gradient) after autograd wrote it. Instead the reweighting's backward stores ``g'`` and the sums
-    ``sum_p(g' * c)``, ``sum_p(g')`` it computes anyway, the squeeze's backward stores ``gz``, both return
+    ``sum_p(g' * (c - mean))``, ``sum_p(g')`` it computes anyway, the squeeze's backward stores ``gz``, both return
     None for u, and :class:`_Norm` gets the norm's sums from these (N, C) numbers and writes ``dc`` in one
     pass over ``g'`` and ``c``. Without a link (compiling), or where the reweighting's backward did not
     run, each returns its own gradient of u and the norm's backward is torch's.
@@ -267,13 +318,14 @@ class _TailLink:
 
 
 class _Norm(torch.autograd.Function):
-    """``u = bn(c)`` (torch's kernel, running statistics updated as ``bn.forward`` does) and ``alpha, beta``.
+    """``u = bn(c)`` (torch's kernel, running statistics updated as ``bn.forward`` does), ``alpha`` and ``mean``
+    (:func:`_norm_scale_and_mean`).
 
     Backward: where the :class:`_TailLink` holds the consumers' results, the norm's input gradient for
     ``du = g' * s + gz / P`` in one pass: per example and channel ``dc = a * g' + b * c + d``, with the norm's
-    sums ``sum du = sum_n (s * sum_p g' + gz)`` and ``sum du * x_hat = invstd * sum_n (s * (sum_p g' c -
-    mean * sum_p g') + gz * (mean_p c - mean))`` taken from (N, C) numbers (``mean_p c`` is the squeeze's
-    ``pooled_c``); the weight and bias gradients are those two sums. Otherwise torch's
+    sums ``sum du = sum_n (s * sum_p g' + gz)`` and ``sum du * x_hat = invstd * sum_n (s * sum_p g' (c -
+    mean) + gz * (mean_p c - mean))`` taken from (N, C) numbers (``mean_p c`` is the squeeze's ``pooled_c``);
+    the weight and bias gradients are those two sums. Otherwise torch's
     ``native_batch_norm_backward`` on the gradient of u (also under ``create_graph=True``, where it records
     its own graph).
     """
@@ -281,15 +333,15 @@ class _Norm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, c, weight, bias, bn, link, pooled_c):
         u, mean, invstd, batch_stats = _batch_norm(c, bn)
-        alpha, beta = _affine(mean, invstd, bn)
+        alpha, centre = _scale(invstd, bn), mean.clone()  # a fresh output: in eval, mean is the running mean
         ctx.save_for_backward(c, weight, mean, invstd, None if batch_stats else bn.running_var, pooled_c)
         ctx.batch_stats, ctx.eps, ctx.link = batch_stats, bn.eps, link
-        ctx.mark_non_differentiable(alpha, beta)
+        ctx.mark_non_differentiable(alpha, centre)
         ctx.set_materialize_grads(False)
-        return u, alpha, beta
+        return u, alpha, centre
 
     @staticmethod
-    def backward(ctx, grad_u, _alpha, _beta):
+    def backward(ctx, grad_u, _alpha, _mean):
         c, weight, mean, invstd, running_var, pooled_c = ctx.saved_tensors
         taken = ctx.link.take() if ctx.link is not None and not torch.is_grad_enabled() else None
         if taken is not None:
@@ -322,7 +374,7 @@ def _fused_norm_backward(taken, c, weight, mean, invstd, pooled_c, batch_stats):
     s = s.reshape(n, channels).to(dot.dtype)
     w = invstd if weight is None else invstd * weight  # (C,)
     grad_bias = (s * g_sum + grad_z).sum(0)  # sum du (C,)
-    grad_weight = invstd * (s * (dot - mean * g_sum) + grad_z * (pooled_c - mean)).sum(0)  # sum du * x_hat
+    grad_weight = invstd * (s * dot + grad_z * (pooled_c - mean)).sum(0)  # sum du * x_hat (dot: centred)
     a = w * s  # (N, C)
     d = w * grad_z / positions  # (N, C)
     if batch_stats:  # the gradient through the batch mean and variance
@@ -350,25 +402,33 @@ def fusable(bn: nn.Module, se: nn.Module | None, c: torch.Tensor | None = None) 
 
 
 class _SqueezeOf(torch.autograd.Function):
-    """``z = mean_p(u)``, its value ``alpha * pooled_c + beta`` computed from the pooled norm input.
+    """``z = mean_p(u)``, its value computed from the pooled norm input by the norm's centred form.
 
-    ``u = alpha * c + beta`` per channel, so ``mean_p(u) = alpha * mean_p(c) + beta`` exactly (up to
-    rounding); the backward is that of ``mean_p(u)`` (``gz / P`` at every position), or, where the
-    :class:`_TailLink` holds the reweighting's results, ``gz`` handed to the norm's backward.
+    ``u = alpha * (c - mean) + bias`` per channel (``norm = (alpha, mean, bias)``), so ``mean_p(u) =
+    alpha * (mean_p(c) - mean) + bias`` exactly (up to rounding); the backward is that of ``mean_p(u)``
+    (``gz / P`` at every position), or, where the :class:`_TailLink` holds the reweighting's results, ``gz``
+    handed to the norm's backward.
     """
 
     @staticmethod
-    def forward(ctx, u, pooled_c, alpha, beta, link):
+    def forward(ctx, u, pooled_c, norm, link):
         ctx.shape, ctx.link = u.shape, link
-        return (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
+        return _squeeze_of_norm(pooled_c, norm).to(u.dtype)  # (N, C)
 
     @staticmethod
     def backward(ctx, grad_z):
         link = ctx.link
         if link is not None and link.g is not None and not torch.is_grad_enabled():
             link.grad_z = grad_z  # the norm's backward writes the whole du
-            return None, None, None, None, None
-        return _Link.input_grad(None, grad_z, ctx.shape), None, None, None, None  # gz / P at every position
+            return None, None, None, None
+        return _Link.input_grad(None, grad_z, ctx.shape), None, None, None  # gz / P at every position
+
+
+def _squeeze_of_norm(pooled_c: torch.Tensor, norm) -> torch.Tensor:
+    """``mean_p(bn(c)) = alpha * (mean_p(c) - mean) + bias`` ``(N, C)`` for ``norm = (alpha, mean, bias)``."""
+    alpha, mean, bias = norm
+    z = (pooled_c - mean) * alpha
+    return z if bias is None else z + bias
 
 
 def _pointwise_conv(conv: nn.Module) -> bool:
@@ -529,21 +589,22 @@ def _se_residual_tail(c, bn, se, identity, pooled_c=None):
         s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
         return _scaled_add_relu(u, s, identity, out=u)
     if not torch.is_grad_enabled():
-        u, alpha, beta = batch_norm_affine(c, bn)  # (N, C, *S), (C,), (C,)
-        z = squeeze_mean(u) if pooled_c is None else (pooled_c * alpha + beta).to(u.dtype)  # (N, C)
+        u, alpha, mean = _norm_scale_and_mean(c, bn)  # (N, C, *S), (C,), (C,)
+        z = _squeeze_of_norm(pooled_c, (alpha, mean, bn.bias)).to(u.dtype)  # (N, C)
         return _scaled_add_relu(u, se.excite(z, c.ndim - 2), identity, out=u)
     if pooled_c is None:
         pooled_c = squeeze_mean(c.detach())  # mean_p(c) (N, C), values only
     link = _TailLink() if _fused_norm_backward_applies(c, bn) else None
     if link is not None:
-        u, alpha, beta = _Norm.apply(c, bn.weight, bn.bias, bn, link, pooled_c)  # (N, C, *S), (C,), (C,)
+        u, alpha, mean = _Norm.apply(c, bn.weight, bn.bias, bn, link, pooled_c)  # (N, C, *S), (C,), (C,)
     else:
-        u, alpha, beta = batch_norm_affine(c, bn)
-    z = _SqueezeOf.apply(u, pooled_c, alpha, beta, link)  # mean_p(u) (N, C)
+        u, alpha, mean = _norm_scale_and_mean(c, bn)
+    norm = alpha, mean, None if bn.bias is None else bn.bias.detach()  # u = alpha * (c - mean) + bias
+    z = _SqueezeOf.apply(u, pooled_c, norm, link)  # mean_p(u) (N, C)
     s = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
     if link is not None and not _Link.made_from(s, z):
         link = None  # the reweighting returns its own gradient of u; the norm's backward is torch's
-    return _BNScaleAddReLU.apply(u, s, identity, c, alpha, beta, bn, link)
+    return _BNScaleAddReLU.apply(u, s, identity, c, *norm, bn, link)
 
 
 def bn_se_add_relu(c: torch.Tensor, bn: nn.Module, se: nn.Module, identity: torch.Tensor) -> torch.Tensor:
