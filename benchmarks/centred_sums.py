@@ -11,8 +11,10 @@ before the product and makes both sums in one pass.
 - ``precision``: one SE unit's tail (``bn_se_add_relu``, 16 channels, batch 4, 8x8, training) with every
   channel of ``c`` at ``offset`` + N(0, 1): the largest error of each float32 gradient against float64,
   relative to the gradient's largest entry, for the committed sums, the previous ones and the plain formula.
-- ``time``: forward+backward of one SE bottleneck of senet's SE-ResNet-50 per stage shape (batch 8 unless
-  ``--quick``), the two sums interleaved in random order: medians and the paired median difference.
+- ``time``: forward+backward of the fused tail alone (``bn_se_add_relu`` on ``c``, training, with the norm
+  and SE block of one bottleneck of senet's SE-ResNet-50) per stage shape (batch 8 unless ``--quick``), the
+  two sums interleaved in random order: medians and the paired median difference with its quartiles.
+  senet's allocator setting (:func:`senet.bench.allocator.tune_allocator`).
 """
 
 from __future__ import annotations
@@ -29,16 +31,18 @@ import torch
 import torch.nn as nn
 
 import senet.layers.fused as fused
+from senet.bench.allocator import tune_allocator
 from senet.bench.run import machine_info
 from senet.layers import SqueezeExcite
 from senet.models import create_model
 
 
-def uncentred_sums(g: torch.Tensor, x: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The previous formula: ``sum_p(g * x) - mean * sum_p(g)`` and ``sum_p(g)`` ``(N, C)``."""
+def uncentred_sums(g: torch.Tensor, x: torch.Tensor, row_mean: torch.Tensor, ones: torch.Tensor):
+    """The previous formula, as :func:`senet.layers.fused._centred_sums` is called: ``sum_p(g * x) - mean *
+    sum_p(g)`` and ``sum_p(g)``, each ``(N * C,)``."""
     dims = tuple(range(2, x.ndim))
-    dot, g_sum = (g * x).sum(dims), g.sum(dims)
-    return dot - mean.view(1, -1) * g_sum, g_sum
+    dot, g_sum = (g * x).sum(dims).view(-1), g.sum(dims).view(-1)
+    return dot - row_mean[: dot.numel()] * g_sum, g_sum
 
 
 SUMS = {"centred": fused._centred_sums, "uncentred": uncentred_sums}
@@ -88,14 +92,15 @@ def timing(*, repeats: int, quick: bool) -> list[dict]:
     rows = []
     for stage, side in zip((model.layer1, model.layer2, model.layer3, model.layer4), (4, 8, 16, 32)):
         unit = stage[1]
-        x = torch.randn(batch, unit.conv1.in_channels, max(1, size // side), max(1, size // side))
-        grad = torch.randn_like(x)
+        bn, se = unit.tail_modules()[1], unit.se
+        shape = (batch, bn.num_features, max(1, size // side), max(1, size // side))
+        c, identity, grad = torch.randn(shape), torch.randn(shape), torch.randn(shape)
 
         def step(sums: str) -> float:
             _with_sums(sums)
-            xx = x.clone().requires_grad_()
+            cc, ii = c.clone().requires_grad_(), identity.clone().requires_grad_()
             start = time.perf_counter()
-            unit(xx).backward(grad)
+            fused.bn_se_add_relu(cc, bn, se, ii).backward(grad)
             seconds = time.perf_counter() - start
             _with_sums("centred")
             return seconds
@@ -109,10 +114,10 @@ def timing(*, repeats: int, quick: bool) -> list[dict]:
         diff = [1e3 * (a - b) for a, b in zip(samples["centred"], samples["uncentred"])]
         rows.append(
             {
-                "shape": list(x.shape),
+                "shape": list(shape),
                 "median_ms": {name: 1e3 * statistics.median(s) for name, s in samples.items()},
                 "centred_minus_uncentred_ms": statistics.median(diff),
-                "quartiles_ms": statistics.quantiles(diff, n=4)[::2] if len(diff) > 1 else [diff[0], diff[0]],
+                "quartiles_ms": statistics.quantiles(diff, n=4)[::2],
             }
         )
     return rows
@@ -125,9 +130,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and 3 repeats (a smoke test; the timings mean nothing)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    applied = tune_allocator()  # senet's allocator setting, as the other benchmarks
     torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else args.repeats
-    result = {"machine": machine_info(args.threads), "precision": precision((0.0, 10.0, 100.0)), "time": timing(repeats=repeats, quick=args.quick)}
+    result = {"machine": machine_info(args.threads), "mallopt": applied, "precision": precision((0.0, 10.0, 100.0)), "time": timing(repeats=repeats, quick=args.quick)}
     for row in result["precision"]:
         print(f"offset {row['offset']:5.0f}: " + "  ".join(
             f"{name} centred {row['centred'][name]:.1e} uncentred {row['uncentred'][name]:.1e} plain {row['plain'][name]:.1e}"
@@ -135,7 +141,7 @@ def main() -> None:
         ))
     for row in result["time"]:
         low, high = row["quartiles_ms"]
-        print(f"unit {tuple(row['shape'])}: centred {row['median_ms']['centred']:.1f} ms, uncentred {row['median_ms']['uncentred']:.1f} ms, "
+        print(f"tail {tuple(row['shape'])}: centred {row['median_ms']['centred']:.1f} ms, uncentred {row['median_ms']['uncentred']:.1f} ms, "
               f"paired difference {row['centred_minus_uncentred_ms']:+.2f} ms (quartiles {low:+.2f} .. {high:+.2f})")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -86,7 +86,7 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
 
 def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
     """Gradients of ``out = relu(u * s + identity)`` with ``u = x``, or with ``u = alpha * (x - mean) + bias``
-    per channel for ``norm = (alpha, mean, bias)`` (a batch norm in its centred form, :func:`_centred`).
+    per channel for ``norm = (alpha, mean, bias)`` (a batch norm in its centred form).
 
     Returns ``(g' * s, ds, g', dot, g_sum)`` with ``g' = grad_out * (out > 0)``, ``ds = sum_p(g' * u)``
     shaped like s, and the sums it was made from, ``dot = sum_p(g' * (x - mean))`` (``sum_p(g' * x)``
@@ -107,18 +107,21 @@ def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
     else:
         g = torch.empty_like(out)
         grad_u = torch.empty_like(out) if scale else None
-        dot = out.new_empty(n, channels)
-        g_sum = out.new_empty(n, channels) if norm is not None else None
         step = _chunk_rows(out)
-        scratch = torch.empty_like(out[:step])
-        by_norm_backward = norm is not None and _centred_sums_apply(x, norm[1])
+        by_norm_kernel = norm is not None and _centred_sums_apply(x, norm[1])
+        if by_norm_kernel:  # the chunks' statistics, made once; each chunk's sums, joined after
+            row_mean, ones, pieces = norm[1].repeat(step), x.new_ones(step * channels), []
+        else:
+            dot = out.new_empty(n, channels)
+            g_sum = out.new_empty(n, channels) if norm is not None else None
+            scratch = torch.empty_like(out[:step])
         for start in range(0, n, step):
             rows = slice(start, start + step)
             g_rows = torch.ops.aten.threshold_backward.grad_input(grad_out[rows], out[rows], 0, grad_input=g[rows])
             if scale:
                 torch.mul(g_rows, s[rows], out=grad_u[rows])
-            if by_norm_backward:  # both sums in one pass over g' and x
-                dot[rows], g_sum[rows] = _centred_sums(g_rows, x[rows], norm[1])
+            if by_norm_kernel:  # both sums in one pass over g' and x
+                pieces.append(_centred_sums(g_rows, x[rows], row_mean, ones))
                 continue
             product = scratch[: g_rows.shape[0]]
             if centre is None:
@@ -128,6 +131,8 @@ def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
             torch.sum(product, dims, out=dot[rows])
             if g_sum is not None:
                 torch.sum(g_rows, dims, out=g_sum[rows])
+        if by_norm_kernel:
+            dot, g_sum = (torch.cat(sums).view(n, channels) for sums in zip(*pieces))
     if norm is None:
         ds = dot
     else:
@@ -142,18 +147,17 @@ def _centred_sums_apply(x: torch.Tensor, mean: torch.Tensor) -> bool:
     return x.is_contiguous() and x.dtype in (torch.float32, torch.float64) and mean.dtype == x.dtype
 
 
-def _centred_sums(g: torch.Tensor, x: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sum_p(g * (x - mean))`` and ``sum_p(g)`` ``(N, C)`` of contiguous ``(N, C, *S)`` tensors, ``mean`` (C,):
-    batch norm's backward kernel over the ``N * C`` (example, channel) rows of ``P`` positions (its weight
-    gradient with inverse std 1 is the first sum, its bias gradient the second), which reads ``g`` and ``x``
-    once and centres ``x`` before the product, as the norm's own backward does."""
-    n, channels = x.shape[:2]
-    rows = n * channels
-    ones = x.new_ones(rows)
+def _centred_sums(g: torch.Tensor, x: torch.Tensor, row_mean: torch.Tensor, ones: torch.Tensor):
+    """``sum_p(g * (x - mean))`` and ``sum_p(g)``, each ``(N * C,)``, of contiguous ``(N, C, *S)`` tensors:
+    batch norm's backward kernel over the ``N * C`` (example, channel) rows of ``P`` positions (with inverse
+    std 1 its weight gradient is the first sum, its bias gradient the second), which reads ``g`` and ``x``
+    once and centres ``x`` before the product, as the norm's own backward does. ``row_mean``: the channel
+    means repeated per example, ``ones``: ones, each at least ``N * C`` long."""
+    rows = x.shape[0] * x.shape[1]
     _, dot, g_sum = torch.ops.aten.native_batch_norm_backward(
-        g.view(1, rows, -1), x.view(1, rows, -1), None, None, None, mean.repeat(n), ones, True, 0.0, [False, True, True]
+        g.view(1, rows, -1), x.view(1, rows, -1), None, None, None, row_mean[:rows], ones[:rows], True, 0.0, [False, True, True]
     )
-    return dot.view(n, channels), g_sum.view(n, channels)
+    return dot, g_sum
 
 
 def _scaled_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor, out: torch.Tensor | None = None):
