@@ -783,17 +783,20 @@ def test_fused_norm_backward_matches_torch(norm_kwargs, train, route):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_centred_sums_match_the_float64_formula():
-    from senet.layers.fused import _centred_sums, _centred_sums_apply
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_centred_sums_match_the_float64_formula(dtype):
+    from senet.layers.fused import _centred_sums, _sums_dtype
 
     torch.manual_seed(0)
     g, x, mean = torch.randn(3, 5, 4, 6), torch.randn(3, 5, 4, 6) + 50.0, torch.randn(5) + 50.0
-    dot, g_sum = _centred_sums(g, x, mean.repeat(4), torch.ones(20))  # statistics for up to 4 examples
-    want = (g.double() * (x.double() - mean.double().view(1, -1, 1, 1))).sum((2, 3))
+    g, x = g.to(dtype), x.to(dtype)  # the sums of these values, exactly
+    sums = _sums_dtype(x)
+    assert sums == (torch.float64 if dtype == torch.float64 else torch.float32)
+    dot, g_sum = _centred_sums(g, x, mean.to(sums).repeat(4), torch.ones(20, dtype=sums))  # room for 4 examples
+    assert dot.dtype == g_sum.dtype == sums and dot.shape == g_sum.shape == (15,)
+    want = (g.double() * (x.double() - mean.to(sums).double().view(1, -1, 1, 1))).sum((2, 3))
     torch.testing.assert_close(dot.view(3, 5).double(), want, rtol=1e-6, atol=1e-5)
-    torch.testing.assert_close(g_sum.view(3, 5), g.sum((2, 3)))
-    assert _centred_sums_apply(x, mean) and not _centred_sums_apply(x.to(memory_format=torch.channels_last), mean)
-    assert not _centred_sums_apply(x.bfloat16(), mean) and not _centred_sums_apply(x.double(), mean)
+    torch.testing.assert_close(g_sum.view(3, 5).double(), g.double().sum((2, 3)), rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])

@@ -91,14 +91,16 @@ def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
     Returns ``(g' * s, ds, g', dot, g_sum)`` with ``g' = grad_out * (out > 0)``, ``ds = sum_p(g' * u)``
     shaped like s, and the sums it was made from, ``dot = sum_p(g' * (x - mean))`` (``sum_p(g' * x)``
     without ``norm``) and ``g_sum = sum_p(g')`` (N, C) (``g_sum`` only with ``norm``); the first is None
-    unless ``scale``. ``x`` is centred before the product, so that a channel whose mean is large next to
-    its spread keeps its precision (``sum_p(g' x) - mean * sum_p(g')`` would cancel). Under
-    ``torch.compile`` and ``create_graph=True``, plain (differentiable) ops; otherwise through the batch in
-    cache-sized chunks.
+    unless ``scale``. With ``norm``, ``x`` is centred before the product and the sums are float32 (float64
+    for float64), so that a channel whose mean is large next to its spread keeps its precision
+    (``sum_p(g' x) - mean * sum_p(g')`` would cancel) and half-precision tensors are summed as torch's own
+    reductions sum them. Under ``torch.compile`` and ``create_graph=True``, plain (differentiable) ops;
+    otherwise through the batch in cache-sized chunks.
     """
     n, channels = out.shape[:2]
     dims = tuple(range(2, out.ndim))
-    centre = None if norm is None else norm[1].view(1, -1, *([1] * len(dims))).to(x.dtype)  # (1, C, 1, ..., 1)
+    sums_dtype = out.dtype if norm is None else _sums_dtype(x)
+    centre = None if norm is None else norm[1].view(1, -1, *([1] * len(dims))).to(sums_dtype)  # (1, C, 1, ..., 1)
     if torch.compiler.is_compiling() or torch.is_grad_enabled():  # the compiler fuses these itself
         g = torch.ops.aten.threshold_backward(grad_out, out, 0)
         dot = channel_dot(g, x if centre is None else x - centre)
@@ -108,13 +110,13 @@ def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
         g = torch.empty_like(out)
         grad_u = torch.empty_like(out) if scale else None
         step = _chunk_rows(out)
-        by_norm_kernel = norm is not None and _centred_sums_apply(x, norm[1])
+        by_norm_kernel = norm is not None and x.is_contiguous()
         if by_norm_kernel:  # the chunks' statistics, made once; each chunk's sums, joined after
-            row_mean, ones, pieces = norm[1].repeat(step), x.new_ones(step * channels), []
+            row_mean, ones, pieces = norm[1].to(sums_dtype).repeat(step), x.new_ones(step * channels, dtype=sums_dtype), []
         else:
-            dot = out.new_empty(n, channels)
-            g_sum = out.new_empty(n, channels) if norm is not None else None
-            scratch = torch.empty_like(out[:step])
+            dot = out.new_empty(n, channels, dtype=sums_dtype)
+            g_sum = out.new_empty(n, channels, dtype=sums_dtype) if norm is not None else None
+            scratch = torch.empty_like(out[:step], dtype=sums_dtype)
         for start in range(0, n, step):
             rows = slice(start, start + step)
             g_rows = torch.ops.aten.threshold_backward.grad_input(grad_out[rows], out[rows], 0, grad_input=g[rows])
@@ -130,7 +132,7 @@ def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
                 torch.sub(x[rows], centre, out=product).mul_(g_rows)  # g' (x - mean), in cache
             torch.sum(product, dims, out=dot[rows])
             if g_sum is not None:
-                torch.sum(g_rows, dims, out=g_sum[rows])
+                torch.sum(g_rows, dims, out=g_sum[rows], dtype=sums_dtype)
         if by_norm_kernel:
             dot, g_sum = (torch.cat(sums).view(n, channels) for sums in zip(*pieces))
     if norm is None:
@@ -142,17 +144,18 @@ def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
     return grad_u, ds.to(s.dtype).view_as(s), g, dot, g_sum
 
 
-def _centred_sums_apply(x: torch.Tensor, mean: torch.Tensor) -> bool:
-    """Whether :func:`_centred_sums` serves ``x``: contiguous float32/float64, with ``mean`` of its dtype."""
-    return x.is_contiguous() and x.dtype in (torch.float32, torch.float64) and mean.dtype == x.dtype
+def _sums_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of the backward's per-channel sums of ``x``: float64 for float64, else float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _centred_sums(g: torch.Tensor, x: torch.Tensor, row_mean: torch.Tensor, ones: torch.Tensor):
-    """``sum_p(g * (x - mean))`` and ``sum_p(g)``, each ``(N * C,)``, of contiguous ``(N, C, *S)`` tensors:
-    batch norm's backward kernel over the ``N * C`` (example, channel) rows of ``P`` positions (with inverse
-    std 1 its weight gradient is the first sum, its bias gradient the second), which reads ``g`` and ``x``
-    once and centres ``x`` before the product, as the norm's own backward does. ``row_mean``: the channel
-    means repeated per example, ``ones``: ones, each at least ``N * C`` long."""
+    """``sum_p(g * (x - mean))`` and ``sum_p(g)``, each ``(N * C,)`` in ``row_mean``'s dtype, of contiguous
+    ``(N, C, *S)`` tensors: batch norm's backward kernel over the ``N * C`` (example, channel) rows of ``P``
+    positions (with inverse std 1 its weight gradient is the first sum, its bias gradient the second), which
+    reads ``g`` and ``x`` once and centres ``x`` before the product, accumulating in float32 or float64 as the
+    norm's own backward does. ``row_mean``: the channel means repeated per example, ``ones``: ones, each at
+    least ``N * C`` long."""
     rows = x.shape[0] * x.shape[1]
     _, dot, g_sum = torch.ops.aten.native_batch_norm_backward(
         g.view(1, rows, -1), x.view(1, rows, -1), None, None, None, row_mean[:rows], ones[:rows], True, 0.0, [False, True, True]
@@ -429,10 +432,12 @@ class _SqueezeOf(torch.autograd.Function):
 
 
 def _squeeze_of_norm(pooled_c: torch.Tensor, norm) -> torch.Tensor:
-    """``mean_p(bn(c)) = alpha * (mean_p(c) - mean) + bias`` ``(N, C)`` for ``norm = (alpha, mean, bias)``."""
+    """``mean_p(bn(c)) = alpha * (mean_p(c) - mean) + bias`` ``(N, C)`` for ``norm = (alpha, mean, bias)``,
+    computed in float32 (float64 for float64) and returned in that dtype."""
     alpha, mean, bias = norm
-    z = (pooled_c - mean) * alpha
-    return z if bias is None else z + bias
+    dtype = _sums_dtype(pooled_c)
+    z = (pooled_c.to(dtype) - mean.to(dtype)) * alpha.to(dtype)
+    return z if bias is None else z + bias.to(dtype)
 
 
 def _pointwise_conv(conv: nn.Module) -> bool:
