@@ -10,8 +10,10 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from senet.layers import SqueezeExcite, norm_nd, se_ops
+from senet.layers import SqueezeExcite, conv_nd, norm_nd, se_ops
 from senet.layers.eca import ECA
 from senet.layers.fused import batch_norm_affine, bn_se_add_relu, fusable, scale_add_relu
 from senet.layers.se_ops import channel_dot, squeeze_excite, squeeze_mean
@@ -1045,3 +1047,67 @@ def test_inference_norm_gates_the_norm_and_overwrites_only_where_allowed(channel
     out = _inference_norm(tracked, bn, gates, overwrite=True)  # autograd tracks it: never overwritten
     assert out.data_ptr() != tracked.data_ptr()
     torch.testing.assert_close(out, expected)
+
+
+# ---------------------------------------------------------------- random configurations, float64
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    spatial_dims=st.integers(1, 3),
+    batch=st.integers(1, 3),
+    side=st.integers(1, 5),
+    channels_last=st.booleans(),
+    strided=st.booleans(),
+    train=st.booleans(),
+    grad=st.booleans(),
+    route=st.sampled_from(["bn", "conv"]),
+    affine=st.booleans(),
+    offset=st.sampled_from([0.0, 30.0]),
+)
+def test_fused_tails_equal_the_plain_formula_for_random_configurations(
+    spatial_dims, batch, side, channels_last, strided, train, grad, route, affine, offset
+):
+    """Any rank, batch, map size (one position too), layout, strided input, training or eval, with autograd
+    or without, both routes, a norm with or without affine parameters, channels near or far from zero:
+    in float64 the fused tails give the plain formula's values, gradients and running statistics."""
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    shape = (batch, 4, *([side] * spatial_dims))
+    if train and batch * side**spatial_dims == 1:
+        return  # batch norm refuses to train on one value per channel, fused or not
+    torch.manual_seed(0)
+    conv = conv_nd(spatial_dims)(4, 16, 1, bias=False).double()
+    bn = norm_nd(spatial_dims)(16, affine=affine).double()
+    se = SqueezeExcite(16, reduction=4).double()
+    with torch.no_grad():
+        if affine:
+            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_()
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0)
+    h = torch.randn(batch, 4, *([2 * side] * spatial_dims), dtype=torch.float64) + offset
+    h = h[(slice(None), slice(None)) + (slice(None, None, 2),) * spatial_dims] if strided else h[(..., *(slice(0, side),) * spatial_dims)]
+    if channels_last and spatial_dims > 1:
+        h = h.contiguous(memory_format=torch.channels_last if spatial_dims == 2 else torch.channels_last_3d)
+    identity = torch.randn(16, dtype=torch.float64).view(1, -1, *([1] * spatial_dims)).expand(batch, 16, *([side] * spatial_dims)).contiguous()
+    ref = [copy.deepcopy(m).train(train) for m in (conv, bn, se)]
+    mods = [m.train(train) for m in (conv, bn, se)]
+    with torch.set_grad_enabled(grad):
+        h1, h2 = (h.clone().requires_grad_(grad) for _ in range(2))
+        i1, i2 = (identity.clone().requires_grad_(grad) for _ in range(2))
+        if route == "conv":
+            out = conv_bn_se_add_relu(h1, *mods, i1)
+        else:
+            out = bn_se_add_relu(mods[0](h1), *mods[1:], i1)
+        want = torch.relu(ref[2](ref[1](ref[0](h2))) + i2)
+    assert out.shape == want.shape == shape[:1] + (16,) + shape[2:]
+    torch.testing.assert_close(out, want, rtol=1e-9, atol=1e-9)
+    for got, expected in zip(mods[1].buffers(), ref[1].buffers()):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    if grad:
+        g = torch.randn(out.shape, dtype=torch.float64)
+        params = [p for m in mods for p in m.parameters()]
+        ref_params = [p for m in ref for p in m.parameters()]
+        got = torch.autograd.grad(out, [h1, i1, *params], g)
+        expected = torch.autograd.grad(want, [h2, i2, *ref_params], g)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
