@@ -86,7 +86,7 @@ def _check_residual(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor) ->
 
 def _residual_backward(grad_out, out, s, x, norm=None, *, scale=True):
     """Gradients of ``out = relu(u * s + identity)`` with ``u = x``, or with ``u = alpha * (x - mean) + bias``
-    per channel for ``norm = (alpha, mean, bias)`` (a batch norm in its centred form).
+    per channel for ``norm = (alpha, mean, bias)`` (a batch norm in its centred form, :func:`_centred_form`).
 
     Returns ``(g' * s, ds, g', dot, g_sum)`` with ``g' = grad_out * (out > 0)``, ``ds = sum_p(g' * u)``
     shaped like s, and the sums it was made from, ``dot = sum_p(g' * (x - mean))`` (``sum_p(g' * x)``
@@ -289,11 +289,16 @@ def _affine(mean: torch.Tensor, invstd: torch.Tensor, bn: nn.modules.batchnorm._
     return alpha, beta  # made under no_grad: no history
 
 
-def _norm_scale_and_mean(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
-    """``(bn(c), alpha, mean)``: the norm's output and the centred form of its map,
-    ``bn(c) = alpha * (c - mean) + bias`` per channel (``alpha``, ``mean`` of shape ``(C,)`` without history)."""
+def _centred_form(alpha: torch.Tensor, mean: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """``(alpha, mean, bias)`` with ``bn(c) = alpha * (c - mean) + bias`` per channel, without history
+    (``bias`` None for a norm without one)."""
+    return alpha, mean, None if bn.bias is None else bn.bias.detach()
+
+
+def _centred_norm(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """``(bn(c), norm)``: the norm's output and its map in the centred form (:func:`_centred_form`)."""
     u, mean, invstd, _ = _batch_norm(c, bn)
-    return u, _scale(invstd, bn), mean
+    return u, _centred_form(_scale(invstd, bn), mean, bn)
 
 
 class _TailLink:
@@ -326,7 +331,7 @@ class _TailLink:
 
 class _Norm(torch.autograd.Function):
     """``u = bn(c)`` (torch's kernel, running statistics updated as ``bn.forward`` does), ``alpha`` and ``mean``
-    (:func:`_norm_scale_and_mean`).
+    (the centred form's scale and centre, :func:`_centred_form`).
 
     Backward: where the :class:`_TailLink` holds the consumers' results, the norm's input gradient for
     ``du = g' * s + gz / P`` in one pass: per example and channel ``dc = a * g' + b * c + d``, with the norm's
@@ -432,8 +437,8 @@ class _SqueezeOf(torch.autograd.Function):
 
 
 def _squeeze_of_norm(pooled_c: torch.Tensor, norm) -> torch.Tensor:
-    """``mean_p(bn(c)) = alpha * (mean_p(c) - mean) + bias`` ``(N, C)`` for ``norm = (alpha, mean, bias)``,
-    computed in float32 (float64 for float64) and returned in that dtype."""
+    """``mean_p(bn(c)) = alpha * (mean_p(c) - mean) + bias`` ``(N, C)`` for ``norm = (alpha, mean, bias)``
+    (:func:`_centred_form`), computed and returned in float32 (float64 for float64)."""
     alpha, mean, bias = norm
     dtype = _sums_dtype(pooled_c)
     z = (pooled_c.to(dtype) - mean.to(dtype)) * alpha.to(dtype)
@@ -598,17 +603,17 @@ def _se_residual_tail(c, bn, se, identity, pooled_c=None):
         s = se.excite(squeeze_mean(u), c.ndim - 2)  # (N, C, *S) -> (N, C) -> (N, C, 1, ..., 1)
         return _scaled_add_relu(u, s, identity, out=u)
     if not torch.is_grad_enabled():
-        u, alpha, mean = _norm_scale_and_mean(c, bn)  # (N, C, *S), (C,), (C,)
-        z = _squeeze_of_norm(pooled_c, (alpha, mean, bn.bias)).to(u.dtype)  # (N, C)
+        u, norm = _centred_norm(c, bn)  # (N, C, *S), ((C,), (C,), (C,))
+        z = _squeeze_of_norm(pooled_c, norm).to(u.dtype)  # (N, C)
         return _scaled_add_relu(u, se.excite(z, c.ndim - 2), identity, out=u)
     if pooled_c is None:
         pooled_c = squeeze_mean(c.detach())  # mean_p(c) (N, C), values only
     link = _TailLink() if _fused_norm_backward_applies(c, bn) else None
     if link is not None:
         u, alpha, mean = _Norm.apply(c, bn.weight, bn.bias, bn, link, pooled_c)  # (N, C, *S), (C,), (C,)
+        norm = _centred_form(alpha, mean, bn)
     else:
-        u, alpha, mean = _norm_scale_and_mean(c, bn)
-    norm = alpha, mean, None if bn.bias is None else bn.bias.detach()  # u = alpha * (c - mean) + bias
+        u, norm = _centred_norm(c, bn)  # u = alpha * (c - mean) + bias
     z = _SqueezeOf.apply(u, pooled_c, norm, link)  # mean_p(u) (N, C)
     s = se.excite(z, c.ndim - 2)  # (N, C, 1, ..., 1)
     if link is not None and not _Link.made_from(s, z):
