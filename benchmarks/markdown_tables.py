@@ -1,13 +1,14 @@
 """Print the Markdown tables of benchmarks/README.md from a saved result file.
 
-    python benchmarks/markdown_tables.py benchmarks/results/cpu-1thread.json
+    python benchmarks/markdown_tables.py benchmarks/results/cpu-1thread.json        # run_bench.py's (merged) output
     python benchmarks/markdown_tables.py benchmarks/results/cpu-1thread-pair.json   # model_pair.py's output
+    python benchmarks/markdown_tables.py benchmarks/results/milan-cpu-1thread-tuned-blocks.json   # one worker's
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from senet.bench.timing import ratio
@@ -91,11 +92,25 @@ def memory_table(run: dict) -> list[str]:
     return lines
 
 
+def runs_of(results: dict) -> dict[str, dict]:
+    """The runs of a result file by allocator setting: ``run_bench.py`` keeps them under ``runs``; one
+    worker's output (``python -m senet.bench.worker``) and ``model_pair.py``'s are a single run, the latter
+    always under senet's (tuned) setting."""
+    if "runs" in results:
+        return results["runs"]
+    if "blocks" not in results and "models" not in results:
+        raise ValueError(f"not a benchmark result: no 'runs', 'blocks' or 'models' among its keys {sorted(results)}")
+    return {results.get("allocator", "tuned"): results}
+
+
 def main() -> None:
-    results = json.loads(Path(sys.argv[1]).read_text())
-    if "runs" not in results:  # model_pair.py: one run, senet's allocator setting, inference only
-        results = {"runs": {"tuned": {"models": results["models"], "mallopt": results.get("mallopt")}}}
-    for allocator, run in results["runs"].items():
+    parser = argparse.ArgumentParser(description="Print the Markdown tables of a saved benchmark result.")
+    parser.add_argument("result", type=Path, help="a JSON file written by run_bench.py, model_pair.py or a worker")
+    try:
+        runs = runs_of(json.loads(parser.parse_args().result.read_text()))
+    except (OSError, ValueError) as err:  # a missing file, bad JSON, or another script's result
+        parser.error(str(err))
+    for allocator, run in runs.items():
         print(f"### allocator: {allocator} {run.get('mallopt') or ''}\n")
         if "blocks" in run:
             print("\n".join(block_table(run)) + "\n")
