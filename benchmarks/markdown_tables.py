@@ -104,7 +104,7 @@ def runs_of(results: dict) -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Print the Markdown tables of a saved benchmark result.")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("result", type=Path, help="a JSON file written by run_bench.py, model_pair.py or a worker")
     try:
         runs = runs_of(json.loads(parser.parse_args().result.read_text()))
