@@ -138,6 +138,9 @@ def test_cpu_vendor_reads_proc_cpuinfo():
     assert isinstance(vendor, str)
     if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
         assert vendor, "no vendor_id in /proc/cpuinfo"
+        # fields are matched whole: "model" is the number, not the "model name" line's text
+        assert se_ops._cpuinfo("model").isdigit() and not se_ops._cpuinfo("model name").isdigit()
+    assert se_ops._cpuinfo("no such field") == ""
     assert se_ops._MKL_ON_INTEL == (torch.backends.mkl.is_available() and vendor == "GenuineIntel")
 
 

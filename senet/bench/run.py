@@ -77,6 +77,8 @@ def machine_info(threads: int) -> dict:
     return {
         "cpu": model,
         "cpu_vendor": se_ops._cpuinfo("vendor_id") or None,
+        "cpu_family_model": [se_ops._cpuinfo("cpu family") or None, se_ops._cpuinfo("model") or None],
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels use
         "mkl_on_intel": se_ops._MKL_ON_INTEL,  # which squeeze routes senet takes (senet.layers.se_ops)
         "cpu_count": os.cpu_count(),
         "threads": threads,

@@ -50,12 +50,14 @@ def _eager_autograd(x: torch.Tensor) -> bool:
 
 
 def _cpuinfo(field: str) -> str:
-    """The first value of ``field`` (``"vendor_id"``, ``"model name"``, ...) in ``/proc/cpuinfo``; "" elsewhere."""
+    """The first value of ``field`` (``"vendor_id"``, ``"model name"``, ``"model"``, ...) in ``/proc/cpuinfo``
+    (the field's name matched whole); "" elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith(field):
-                    return line.split(":", 1)[1].strip()
+                key, colon, value = line.partition(":")
+                if colon and key.strip() == field:
+                    return value.strip()
     except OSError:
         pass
     return ""
