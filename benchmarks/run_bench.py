@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from senet.bench import format_results, run_benchmarks
+from senet.bench.run import SUITES
 
 
 def main() -> None:
@@ -18,7 +19,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes and 3 repeats (smoke test)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here (and the tables beside it, .txt)")
-    parser.add_argument("--suites", default="blocks,models", help="comma-separated: blocks, models, units, tails, ops, gpu (needs a CUDA device and Triton)")
+    parser.add_argument("--suites", default="blocks,models", help="comma-separated, from senet.bench.run.SUITES: " + ", ".join(SUITES) + " (gpu needs a CUDA device and Triton)")
     args = parser.parse_args()
     suites = tuple(name for name in args.suites.split(",") if name)
     results = run_benchmarks(quick=args.quick, threads=args.threads, out=args.out, suites=suites)

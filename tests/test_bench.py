@@ -270,6 +270,56 @@ def test_parts_suite_times_each_part_of_the_eval_paths_exclusively():
         run_parts_case(UnitCase(batch=1, image_size=64), repeats=2)
 
 
+def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
+    import senet.layers.fused as fused
+    from senet.bench.floor import BEFORE, COLD_OPS, READS, counted_reads, run_floor_case
+    from senet.bench.units import UnitCase
+    from senet.layers import se_ops
+
+    result = run_worker(allocator="default", quick=True, threads=1, suites=("floor",))["floor"]
+    json.dumps(result)  # plain data only
+    assert (result["batch"], result["image_size"], result["layout"], result["repeats"]) == (1, 64, "nchw", 3)
+    reads = result["reads"]
+    assert set(reads) == set(READS) and result["read_bytes"] == sum(reads.values())
+    # the excitation's parameters: W1 (C/16, C), b1, W2 (C, C/16), b2 in every unit of every stage
+    widths = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
+    assert reads["excitation_params"] == 4 * sum(2 * c * (c // 16) + c // 16 + c for c in widths)
+    # each unit pools either the 1x1 convolution's input h (then multiplies by its W3) or its output c
+    model = create_model("seresnet50").eval()
+    sizes = []
+    units = [m for m in model.modules() if hasattr(m, "conv3")]
+    handles = [u.conv3.register_forward_hook(lambda m, a, out: sizes.append((a[0].numel() * 4, out.numel() * 4, m.weight.numel() * 4))) for u in units]
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    for handle in handles:
+        handle.remove()
+    assert len(sizes) == 16
+    h_bytes, c_bytes, w_bytes = (sum(column) for column in zip(*sizes))
+    assert 0 < reads["w3"] < w_bytes and h_bytes < reads["squeezed_maps"] < c_bytes  # both routes at 64x64
+    assert result["read_ms"] == pytest.approx(1e3 * result["read_bytes"] / (result["bandwidth_gbs"] * 1e9))
+    assert result["budget_ms"] == pytest.approx(0.01 * result["forward_ms"]["plain"])
+    se, plain = result["samples_s"]["se"], result["samples_s"]["plain"]
+    assert result["se_minus_plain_ms"] == pytest.approx(1e3 * statistics.median(a - b for a, b in zip(se, plain)))
+    cold = result["samples_s"]["cold_ops"]
+    assert set(cold) == set(BEFORE) and all(set(cold[b]) == set(COLD_OPS) for b in BEFORE)
+    for b in BEFORE:
+        for op in COLD_OPS:
+            assert len(cold[b][op]) == 3 and min(cold[b][op]) > 0
+            assert result["cold_ops_us"][b][op] == pytest.approx(1e6 * statistics.median(cold[b][op]))
+    assert fused.squeeze_mean is se_ops.squeeze_mean  # the counters are gone afterwards
+    with pytest.raises(RuntimeError, match="stop"):
+        with counted_reads(dict.fromkeys(READS, 0)):
+            assert fused.squeeze_mean is not se_ops.squeeze_mean
+            raise RuntimeError("stop")
+    assert fused.squeeze_mean is se_ops.squeeze_mean
+    text = format_results({"meta": _meta(), "runs": {"default": {"load_average_start": [0.0], "load_average_end": [0.0], "mallopt": {}, "floor": result}}})
+    assert "Floor (nchw, batch 1, 64x64, 3 repeats)" in text and "the 1% budget" in text and "copy_64MiB" in text
+    with pytest.raises(ValueError, match="repeats must be an int >= 3"):
+        run_floor_case(UnitCase(batch=1, image_size=64), repeats=2)
+    with pytest.raises(ValueError, match="stream_bytes must be an int >= 4"):
+        run_floor_case(UnitCase(batch=1, image_size=64), repeats=3, stream_bytes=2)
+
+
 def test_parts_timer_gives_each_part_its_own_time_and_restores_the_functions():
     import time as time_module
 
@@ -576,6 +626,45 @@ def test_squeeze_routes_script_writes_every_shape_and_layout(tmp_path):
     result = json.loads(out.read_text())
     assert len(result["rows"]) == 2 * 4 and result["machine"]["threads"] == 1
     assert "Squeeze routes" in done.stdout
+
+
+def test_block_rows_script_times_each_row_against_the_fastest_peer(tmp_path):
+    out = tmp_path / "rows.json"
+    args = ["--shapes", "2x32x8x8,2x16x12", "--layouts", "nchw", "--modes", "forward,forward_backward"]
+    done = _script("block_rows.py", *args, "--repeats", "3", "--min-time", "0.001", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["allocator"] == "tuned" and result["machine"]["threads"] == 1
+    rows = result["blocks"]
+    assert [(row["shape"], row["mode"]) for row in rows] == [
+        ([2, 32, 8, 8], "forward"), ([2, 32, 8, 8], "forward_backward"),
+        ([2, 16, 12], "forward"), ([2, 16, 12], "forward_backward"),
+    ]
+    for row in rows:
+        versus = row["senet_vs_fastest_peer"]
+        fastest = min((name for name in ("timm", "torchvision", "monai") if name in row["results"]),
+                      key=lambda name: row["results"][name]["median_s"])
+        assert versus["peer"] == fastest
+        low, high = versus["paired_median_ci95"]
+        assert 0 < low <= versus["paired_median"] <= high
+    assert "senet / " in done.stdout
+    for bad_args, named in (
+        (["--layouts", "nhwc"], "--layouts"),
+        (["--modes", "backward"], "--modes"),
+        (["--shapes", "2x32"], "--shapes"),
+        (["--shapes", "2x32x8"], "channels_last"),  # a 1-D shape with the default layouts
+    ):
+        bad = _script("block_rows.py", *bad_args)
+        assert bad.returncode == 2 and named in bad.stderr, bad.stderr
+
+
+def test_se_floor_script_writes_the_reads_and_the_small_ops(tmp_path):
+    out = tmp_path / "floor.json"
+    done = _script("se_floor.py", "--repeats", "3", "--batch", "1", "--image-size", "64", "--stream-mib", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["machine"]["threads"] == 1 and result["floor"]["read_bytes"] > 0
+    assert "SE's reads per forward" in done.stdout
 
 
 def test_tried_alternatives_script_checks_then_times_every_design(tmp_path):

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 ALLOCATORS: tuple[str, ...] = ("default", "tuned")
-SUITES: tuple[str, ...] = ("blocks", "models", "units", "parts", "tails", "ops", "squeeze", "gpu")
+SUITES: tuple[str, ...] = ("blocks", "models", "units", "parts", "tails", "ops", "squeeze", "floor", "gpu")
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,14 @@ def run_worker(
 
         shapes = QUICK_SHAPES if quick else FULL_SHAPES
         result["squeeze"] = run_squeeze_routes(repeats=config.model_repeats, min_time=config.min_time, shapes=shapes)
+        if progress is not None:
+            progress(result)
+    if "floor" in suites:
+        from senet.bench.floor import run_floor_case
+        from senet.bench.units import FULL_UNIT_CASE, QUICK_UNIT_CASE
+
+        case = QUICK_UNIT_CASE if quick else FULL_UNIT_CASE
+        result["floor"] = run_floor_case(case, repeats=config.model_repeats, stream_bytes=config.stream_bytes)
         if progress is not None:
             progress(result)
     if "gpu" in suites:
@@ -352,6 +360,10 @@ def format_results(results: dict) -> str:
             from senet.bench.squeeze import squeeze_table
 
             lines += [""] + squeeze_table(run["squeeze"])
+        if "floor" in run:
+            from senet.bench.floor import floor_table
+
+            lines += [""] + floor_table(run["floor"])
         if "gpu" in run:
             lines += [""] + _gpu_table(run["gpu"])
     return "\n".join(lines)
