@@ -288,7 +288,10 @@ def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
     model = create_model("seresnet50").eval()
     sizes = []
     units = [m for m in model.modules() if hasattr(m, "conv3")]
-    handles = [u.conv3.register_forward_hook(lambda m, a, out: sizes.append((a[0].numel() * 4, out.numel() * 4, m.weight.numel() * 4))) for u in units]
+    def record(conv, args, out):  # bytes of h, c and W3
+        sizes.append((args[0].numel() * 4, out.numel() * 4, conv.weight.numel() * 4))
+
+    handles = [unit.conv3.register_forward_hook(record) for unit in units]
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     for handle in handles:

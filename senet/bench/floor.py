@@ -35,7 +35,7 @@ from senet.bench.timing import interleaved, ratio
 from senet.bench.units import UnitCase, check_repeats, pair_and_input
 from senet.layers.se import SqueezeExcite
 
-__all__ = ["READS", "counted_reads", "cold_op_costs", "run_floor_case", "floor_table"]
+__all__ = ["READS", "COLD_OPS", "BEFORE", "counted_reads", "se_reads", "cold_op_costs", "run_floor_case", "floor_table"]
 
 READS: tuple[str, ...] = ("squeezed_maps", "w3", "excitation_params")
 COLD_OPS: tuple[str, ...] = ("empty", "relu_8x1024", "sum_256KiB", "sum_4MiB")
