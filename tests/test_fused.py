@@ -733,8 +733,36 @@ def test_eval_units_add_and_relu_in_one_pass(arch):
     assert names.count("_add_relu_.Tensor") == (0 if arch == "resnet50" else 16)  # SE tails: no hook on act3
     torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
     model.train()
-    names, out = _aten_ops(model, x)  # training with autograd: the plain ops (the kernel has no derivative)
-    assert "_add_relu_.Tensor" not in names and out.requires_grad
+    names, out = _aten_ops(model, x)
+    # training with autograd: the plain units take the plain ops (the kernel has no derivative); the SE tails
+    # use it inside their own autograd Function, whose backward is its own (gradients: the tests below)
+    assert names.count("_add_relu_.Tensor") == (0 if arch == "resnet50" else 16) and out.requires_grad
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_training_tail_forward_does_not_write_the_norm_output(channels_last):
+    """With autograd the fused tail's forward takes the norm's statistics (one pass over c) and writes
+    ``relu(s * bn(c) + identity)`` from c (the gated norm, then the addition and ReLU): no training-mode norm
+    writes ``bn(c)``, and nothing full-size stands for it in the graph."""
+    from senet.layers.fused import conv_bn_se_add_relu
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv, bn, se = nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), SqueezeExcite(16, reduction=4)
+    h = torch.randn(3, 8, 5, 6).contiguous(memory_format=fmt).requires_grad_()
+    identity = torch.randn(3, 16, 5, 6).contiguous(memory_format=fmt)
+    calls, out = _aten_calls(lambda: conv_bn_se_add_relu(h, conv, bn, se, identity))
+    names = [name for name, _ in calls]
+    assert names.count("batch_norm_update_stats.default") == 1 and names.count("_add_relu_.Tensor") == 1
+    assert not any(name == "native_batch_norm.default" and args[5] for name, args in calls)  # args[5]: training
+    assert out.is_contiguous(memory_format=fmt)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        conv_bn_se_add_relu(h, conv, bn, se, identity)
+    full = [t for t in saved if t.numel() == out.numel()]  # h has half the channels
+    assert len({t.untyped_storage().data_ptr() for t in full}) == 2  # c (the norm's input), out (the ReLU's)
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,12 @@ gradients are checked against autograd and by ``gradcheck``):
 - :func:`bn_se_add_relu`: ``relu(se(bn(c)) + identity)`` for a batch norm ``bn`` followed by a
   :class:`~senet.layers.se.SqueezeExcite`. The norm is a per-channel affine map, ``u = alpha * c + beta``,
   and batch norm already saves ``c`` for its own backward; so the gate gradient is recomputed as
-  ``ds = alpha * sum_p(g * c) + beta * sum_p(g)`` and ``u`` is never saved. ``u`` is overwritten by
-  the output, so the unit allocates one full-size tensor (the norm's output) instead of three. The SE
-  block then adds only the squeeze pass and two tiny matrix products to the plain unit's forward.
+  ``ds = alpha * sum_p(g * c) + beta * sum_p(g)`` and ``u`` is never saved. With autograd ``u`` is not
+  even written: the norm's forward takes only its statistics (one pass over ``c``), the gates are folded
+  into its affine map and the output ``relu(c * (s * alpha) + s * beta + identity)`` is written from ``c`` in
+  two passes (the gated norm, then the addition and ReLU in one), so the unit allocates one full-size
+  tensor (the output) instead of three. The SE block then adds only the squeeze and two tiny matrix
+  products to the plain unit's forward (where the squeeze goes through ``W3``, no full-size pass at all).
 
 In eval mode without autograd (the norm uses its running statistics) the tail needs no pass over ``u`` for
 the squeeze at all: ``mean_p(u) = alpha * mean_p(c) + beta``, with ``mean_p(c)`` taken on the 1x1
@@ -171,6 +174,19 @@ def _scaled_add_relu(x: torch.Tensor, s: torch.Tensor, identity: torch.Tensor, o
     return torch.addcmul(identity, x, s, out=out).relu_()
 
 
+def _gated_norm_add_relu(c, s, identity, alpha, mean, bias):
+    """``relu(s * (alpha * (c - mean) + bias) + identity)`` into a fresh tensor: the gates folded into the norm's
+    affine map, ``c * (s * alpha) + s * (bias - alpha * mean)`` per example and channel (the norm's own CPU
+    kernel folds its map the same way), in one pass (:func:`~senet.layers.se_ops._scale_shift`), and the
+    addition and ReLU in one more (:func:`~senet.layers.se_ops.add_relu_`); on a GPU with Triton one kernel."""
+    view = (1, -1) + (1,) * (c.ndim - 2)  # (C,) -> (1, C, 1, ..., 1)
+    beta = -mean * alpha if bias is None else torch.addcmul(bias, mean, alpha, value=-1.0)  # one rounding
+    scale, shift = (s * alpha.view(view)).to(c.dtype), (s * beta.view(view)).to(c.dtype)  # (N, C, 1, ..., 1)
+    if triton_ops.applies(c, identity):
+        return triton_ops.affine_add_relu(c, identity, scale=scale, shift=shift)
+    return add_relu_(_scale_shift(c, scale, shift), identity)
+
+
 class _ScaleAddReLU(torch.autograd.Function):
     """``out = relu(x * s + identity)``; saves x, s and out (as the plain formula saves x, s and out)."""
 
@@ -187,8 +203,8 @@ class _ScaleAddReLU(torch.autograd.Function):
 
 
 class _BNScaleAddReLU(torch.autograd.Function):
-    """``out = relu(u * s + identity)`` with ``u = bn(c) = alpha * (c - mean) + bias`` (per channel), written
-    over ``u``.
+    """``out = relu(u * s + identity)`` with ``u = bn(c) = alpha * (c - mean) + bias`` (per channel), computed
+    from ``c`` (:func:`_gated_norm_add_relu`; ``u``'s values are not read, so :class:`_Norm` need not write them).
 
     Saves out, s, c and the norm's ``(alpha, mean, bias)``: ``c`` is the tensor batch norm saves anyway, so
     nothing full-size is kept for SE. Backward: ``g' = g * (out > 0)``, ``didentity = g'``,
@@ -201,11 +217,10 @@ class _BNScaleAddReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, s, identity, c, alpha, mean, bias, bn, link):
-        _scaled_add_relu(u, s, identity, out=u)  # overwrites u: nothing needs it any more
-        ctx.mark_dirty(u)
-        ctx.save_for_backward(u, s, c, alpha, mean, bias)
+        out = _gated_norm_add_relu(c, s, identity, alpha, mean, bias)  # from c: u's values are not read
+        ctx.save_for_backward(out, s, c, alpha, mean, bias)
         ctx.bn, ctx.batch_stats, ctx.link = bn, not _uses_running_stats(bn), link
-        return u
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -254,9 +269,10 @@ def batch_norm_affine(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
     return u, alpha, beta
 
 
-def _batch_norm(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
-    """``bn(c)`` as ``bn.forward`` computes it, with the statistics it used: ``(u, mean, invstd,
-    batch_stats)``; ``mean``, ``invstd`` of shape ``(C,)`` without history."""
+def _norm_mode(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """What ``bn.forward`` decides before it normalises ``c``: ``(use_batch_stats, momentum, running_mean,
+    running_var)``, the running statistics None where it neither uses nor updates them. Counts the batch in
+    ``num_batches_tracked`` as ``bn.forward`` does (training, tracked statistics)."""
     bn._check_input_dim(c)
     momentum = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -264,14 +280,32 @@ def _batch_norm(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
         momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     keep_running = not bn.training or bn.track_running_stats
-    running_mean = bn.running_mean if keep_running else None
-    running_var = bn.running_var if keep_running else None
+    return use_batch_stats, momentum, *((bn.running_mean, bn.running_var) if keep_running else (None, None))
+
+
+def _batch_norm(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """``bn(c)`` as ``bn.forward`` computes it, with the statistics it used: ``(u, mean, invstd,
+    batch_stats)``; ``mean``, ``invstd`` of shape ``(C,)`` without history."""
+    use_batch_stats, momentum, running_mean, running_var = _norm_mode(c, bn)
     u, mean, invstd = torch.native_batch_norm(
         c, bn.weight, bn.bias, running_mean, running_var, use_batch_stats, momentum, bn.eps
     )
     if not use_batch_stats:  # eval: the running statistics
         mean, invstd = running_mean, torch.rsqrt(running_var + bn.eps)
     return u, mean.detach(), invstd.detach(), use_batch_stats
+
+
+def _norm_statistics(c: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
+    """The statistics :func:`_batch_norm` would normalise ``c`` with, and the same running-statistics update,
+    without normalising: ``(mean, invstd, batch_stats)``, ``(C,)`` without history. One pass over ``c``
+    (``torch.batch_norm_update_stats``: the norm's own statistics kernel, biased variance for ``invstd``,
+    the unbiased one for the running variance)."""
+    use_batch_stats, momentum, running_mean, running_var = _norm_mode(c, bn)
+    if not use_batch_stats:  # eval: the running statistics
+        return running_mean.detach(), torch.rsqrt(running_var + bn.eps), False
+    with torch.no_grad():
+        mean, var = torch.batch_norm_update_stats(c, running_mean, running_var, momentum)
+        return mean, torch.rsqrt(var + bn.eps), True
 
 
 def _scale(invstd: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
@@ -330,8 +364,13 @@ class _TailLink:
 
 
 class _Norm(torch.autograd.Function):
-    """``u = bn(c)`` (torch's kernel, running statistics updated as ``bn.forward`` does), ``alpha`` and ``mean``
-    (the centred form's scale and centre, :func:`_centred_form`).
+    """The norm ``u = bn(c)`` in the graph, ``alpha`` and ``mean`` (the centred form's scale and centre,
+    :func:`_centred_form`), the running statistics updated as ``bn.forward`` updates them.
+
+    Forward computes only the statistics (:func:`_norm_statistics`, one pass over ``c``): ``u``'s consumers
+    take their values from ``c`` and the centred form (the squeeze from ``mean_p(c)``, the tail writes
+    ``relu(s * bn(c) + identity)`` from ``c`` in :class:`_BNScaleAddReLU`), so ``u`` is a zero-stride stand-in
+    whose values are never read; its gradient comes back here.
 
     Backward: where the :class:`_TailLink` holds the consumers' results, the norm's input gradient for
     ``du = g' * s + gz / P`` in one pass: per example and channel ``dc = a * g' + b * c + d``, with the norm's
@@ -344,12 +383,15 @@ class _Norm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, c, weight, bias, bn, link, pooled_c):
-        u, mean, invstd, batch_stats = _batch_norm(c, bn)
+        mean, invstd, batch_stats = _norm_statistics(c, bn)  # (C,), (C,): no pass writes bn(c)
         alpha, centre = _scale(invstd, bn), mean.clone()  # a fresh output: in eval, mean is the running mean
         ctx.save_for_backward(c, weight, mean, invstd, None if batch_stats else bn.running_var, pooled_c)
         ctx.batch_stats, ctx.eps, ctx.link = batch_stats, bn.eps, link
         ctx.mark_non_differentiable(alpha, centre)
         ctx.set_materialize_grads(False)
+        # u's values are never read: its consumers take mean_p(c) and c with (alpha, centre). u stands in the
+        # graph for the norm's output (its gradient is routed here), a zero-stride view, nothing full-size
+        u = c.new_empty(()).expand(c.shape)
         return u, alpha, centre
 
     @staticmethod
