@@ -32,7 +32,7 @@ import torch.nn as nn
 
 import senet.layers.fused as fused
 from senet.bench.timing import interleaved, ratio
-from senet.bench.units import UnitCase, check_repeats, pair_and_input
+from senet.bench.units import UnitCase, case_fields, check_repeats, pair_and_input
 from senet.layers.se import SqueezeExcite
 
 __all__ = ["READS", "COLD_OPS", "BEFORE", "counted_reads", "se_reads", "cold_op_costs", "run_floor_case", "floor_table"]
@@ -142,10 +142,7 @@ def run_floor_case(case: UnitCase, *, repeats: int, stream_bytes: int = 256 * 2*
     forward_ms = {key: 1e3 * statistics.median(samples[key]) for key in ("se", "plain")}
     cold = cold_op_costs(repeats=repeats)
     return {
-        "layout": "channels_last" if case.channels_last else "nchw",
-        "repeats": repeats,
-        "batch": case.batch,
-        "image_size": case.image_size,
+        **case_fields(case, repeats),
         "reads": reads,
         "read_bytes": read_bytes,
         "bandwidth_gbs": bandwidth / 1e9,

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 import senet.layers.fused as fused
-from senet.bench.units import UnitCase, check_repeats, pair_and_input
+from senet.bench.units import UnitCase, case_fields, check_repeats, pair_and_input
 from senet.layers.se import SqueezeExcite
 
 __all__ = ["PARTS", "PartTimer", "timed_parts", "run_parts_case", "parts_table"]
@@ -145,10 +145,7 @@ def run_parts_case(case: UnitCase, *, repeats: int) -> dict:
                     samples[key]["forward"].append(forward)
     medians = {key: {part: 1e3 * statistics.median(v) for part, v in series.items()} for key, series in samples.items()}
     return {
-        "layout": "channels_last" if case.channels_last else "nchw",
-        "repeats": repeats,
-        "batch": case.batch,
-        "image_size": case.image_size,
+        **case_fields(case, repeats),
         "forward_ms": {key: medians[key].pop("forward") for key in models},
         "parts_ms": medians,
         "se_minus_plain_ms": {

@@ -30,7 +30,7 @@ from senet.models import create_model
 
 __all__ = [
     "UnitCase", "QUICK_UNIT_CASE", "FULL_UNIT_CASE", "STAGES", "SEGMENTS",
-    "check_repeats", "pair_and_input", "run_unit_case", "unit_table",
+    "case_fields", "check_repeats", "pair_and_input", "run_unit_case", "unit_table",
 ]
 
 STAGES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
@@ -166,6 +166,16 @@ def check_repeats(repeats: object) -> None:
         raise ValueError(f"repeats must be an int >= 3, got {repeats!r}")
 
 
+def case_fields(case: UnitCase, repeats: int) -> dict:
+    """The fields every result of these suites opens with: ``layout``, ``repeats``, ``batch``, ``image_size``."""
+    return {
+        "layout": "channels_last" if case.channels_last else "nchw",
+        "repeats": repeats,
+        "batch": case.batch,
+        "image_size": case.image_size,
+    }
+
+
 def pair_and_input(case: UnitCase) -> tuple[dict[str, nn.Module], torch.Tensor]:
     """senet's SE-ResNet-50 and ResNet-50 in eval (``{"se": ..., "plain": ...}``, seed 0) and the input, in
     ``case``'s layout."""
@@ -192,10 +202,7 @@ def run_unit_case(case: UnitCase, *, repeats: int) -> dict:
     stages = {key: {"in_model": _by_stage(in_model[key]), "alone": _by_stage(alone[key])} for key in models}
     forward = {key: 1e3 * statistics.median(in_model[key]["forward"]) for key in models}
     return {
-        "layout": "channels_last" if case.channels_last else "nchw",
-        "repeats": repeats,
-        "batch": case.batch,
-        "image_size": case.image_size,
+        **case_fields(case, repeats),
         "forward_ms": forward,
         "stage_ms": stages,
         "rest_ms": {key: forward[key] - sum(stages[key]["in_model"].values()) for key in models},
