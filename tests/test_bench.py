@@ -272,9 +272,12 @@ def test_parts_suite_times_each_part_of_the_eval_paths_exclusively():
 
 def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
     import senet.layers.fused as fused
-    from senet.bench.floor import BEFORE, COLD_OPS, READS, counted_reads, run_floor_case
+    from senet.bench.floor import BEFORE, COLD_OPS, PRODUCTS, READS, counted_reads, run_floor_case, se_products
     from senet.bench.units import UnitCase
     from senet.layers import se_ops
+    from senet.layers.se import SqueezeExcite
+
+    conv_squeeze = fused._conv_squeeze
 
     result = run_worker(allocator="default", quick=True, threads=1, suites=("floor",))["floor"]
     json.dumps(result)  # plain data only
@@ -309,6 +312,22 @@ def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
         for op in COLD_OPS:
             assert len(cold[b][op]) == 3 and min(cold[b][op]) > 0
             assert result["cold_ops_us"][b][op] == pytest.approx(1e6 * statistics.median(cold[b][op]))
+    # the small products: every unit's two FC layers, and W3 wherever the squeeze went through h
+    products = result["products"]
+    assert {p["kind"] for p in products} <= set(PRODUCTS) and all(p["rows"] == 1 for p in products)
+    fc1 = sorted((p["weight_shape"], p["count"]) for p in products if p["kind"] == "fc1")
+    assert fc1 == [([c // 16, c], widths.count(c)) for c in (256, 512, 1024, 2048)]
+    assert sum(p["count"] for p in products if p["kind"] == "fc2") == 16
+    assert 4 * sum(p["count"] * math.prod(p["weight_shape"]) for p in products if p["kind"] == "w3") == reads["w3"]
+    for p in products:
+        assert len(p["samples_s"]["product"]) == 3 and min(p["samples_s"]["product"]) > 0
+        assert p["product_us"] == pytest.approx(1e6 * statistics.median(p["samples_s"]["product"]))
+        assert p["stored_in_out_us"] == pytest.approx(1e6 * statistics.median(p["samples_s"]["stored_in_out"]))
+        assert p["stream_gbs"] == pytest.approx(4 * math.prod(p["weight_shape"]) / p["stream_us"] / 1e3)
+    assert result["products_ms"] == pytest.approx(1e-3 * sum(p["count"] * p["product_us"] for p in products))
+    keys = ("kind", "rows", "weight_shape", "count")
+    assert se_products(model, torch.randn(1, 3, 64, 64)) == [{k: p[k] for k in keys} for p in products]
+    assert fused._conv_squeeze is conv_squeeze and not any(se.fc1._forward_hooks for se in model.modules() if isinstance(se, SqueezeExcite))
     assert fused.squeeze_mean is se_ops.squeeze_mean  # the counters are gone afterwards
     with pytest.raises(RuntimeError, match="stop"):
         with counted_reads(dict.fromkeys(READS, 0)):
@@ -317,6 +336,7 @@ def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
     assert fused.squeeze_mean is se_ops.squeeze_mean
     text = format_results({"meta": _meta(), "runs": {"default": {"load_average_start": [0.0], "load_average_end": [0.0], "mallopt": {}, "floor": result}}})
     assert "Floor (nchw, batch 1, 64x64, 3 repeats)" in text and "the 1% budget" in text and "copy_64MiB" in text
+    assert "SE's products per forward, hot" in text and "1024x64" in text
     with pytest.raises(ValueError, match="repeats must be an int >= 3"):
         run_floor_case(UnitCase(batch=1, image_size=64), repeats=2)
     with pytest.raises(ValueError, match="stream_bytes must be an int >= 4"):

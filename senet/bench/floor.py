@@ -17,6 +17,11 @@ Two measurements in one process, beside a whole-model pair:
   ``(8, 256, 14, 14)`` map, and after a 64 MiB copy, the combinations in random order every repeat. What
   an op costs over ``hot`` after a large kernel is what each of SE's small ops pays in the model, where
   each runs right after a convolution or after another of SE's ops.
+- ``products``: SE's small matrix products (the ``W3`` product and the two FC layers, ``batch`` rows each),
+  every distinct shape the model makes timed hot, beside the same product with the weight stored
+  ``(in, out)`` and a sum over the weight (the rate at which those bytes stream from cache). Where a
+  product takes several times its stream time, the BLAS kernel's handling of a few rows, not the bytes,
+  sets SE's cost.
 """
 
 from __future__ import annotations
@@ -29,17 +34,31 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import senet.layers.fused as fused
 from senet.bench.timing import interleaved, ratio
 from senet.bench.units import UnitCase, case_fields, check_repeats, pair_and_input
 from senet.layers.se import SqueezeExcite
 
-__all__ = ["READS", "COLD_OPS", "BEFORE", "counted_reads", "se_reads", "cold_op_costs", "run_floor_case", "floor_table"]
+__all__ = [
+    "READS",
+    "COLD_OPS",
+    "BEFORE",
+    "PRODUCTS",
+    "counted_reads",
+    "se_reads",
+    "cold_op_costs",
+    "se_products",
+    "product_costs",
+    "run_floor_case",
+    "floor_table",
+]
 
 READS: tuple[str, ...] = ("squeezed_maps", "w3", "excitation_params")
 COLD_OPS: tuple[str, ...] = ("empty", "relu_8x1024", "sum_256KiB", "sum_4MiB")
 BEFORE: tuple[str, ...] = ("hot", "conv3x3", "copy_64MiB")
+PRODUCTS: tuple[str, ...] = ("w3", "fc1", "fc2")
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -115,6 +134,74 @@ def cold_op_costs(*, repeats: int, seed: int = 0) -> dict[str, dict[str, list[fl
     return samples
 
 
+def se_products(model: nn.Module, x: torch.Tensor) -> list[dict]:
+    """SE's small products in one eval forward of ``model`` on ``x``: one entry per distinct ``kind``
+    (:data:`PRODUCTS`), ``rows`` and ``weight_shape`` (``(out, in)``), with ``count``, how many units make it."""
+    seen: dict[tuple, int] = {}
+    conv_squeeze = fused._conv_squeeze
+
+    def counting_conv_squeeze(h, conv):
+        key = ("w3", h.shape[0], (conv.out_channels, conv.weight[0].numel()))
+        seen[key] = seen.get(key, 0) + 1
+        return conv_squeeze(h, conv)
+
+    def hook(kind):
+        def record(module, args, out):
+            key = (kind, args[0].shape[0], tuple(module.weight.shape))
+            seen[key] = seen.get(key, 0) + 1
+
+        return record
+
+    ses = [m for m in model.modules() if isinstance(m, SqueezeExcite)]
+    handles = [se.fc1.register_forward_hook(hook("fc1")) for se in ses]
+    handles += [se.fc2.register_forward_hook(hook("fc2")) for se in ses]
+    fused._conv_squeeze = counting_conv_squeeze
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        fused._conv_squeeze = conv_squeeze
+        for handle in handles:
+            handle.remove()
+    return [
+        {"kind": kind, "rows": rows, "weight_shape": list(shape), "count": count}
+        for (kind, rows, shape), count in sorted(seen.items(), key=lambda item: (PRODUCTS.index(item[0][0]), item[0][2]))
+    ]
+
+
+def product_costs(products: list[dict], *, repeats: int, seed: int = 0) -> list[dict]:
+    """Each entry of :func:`se_products` with its hot time as the model computes it (``W3``:
+    ``torch.mm(pooled, W.t())``; FC: ``F.linear``), of the product with the weight stored ``(in, out)``
+    (``torch.mm(a, W_t)``, what a transposed layout of the parameters would give, without bias) and of
+    ``W.sum()``, interleaved, ``repeats`` >= 3 samples of >= 1 ms each: ``product_us``, ``stored_in_out_us``,
+    ``stream_us`` (medians per call), the weight's bytes over the first and the last (``product_gbs``,
+    ``stream_gbs``), and the samples in seconds."""
+    check_repeats(repeats)
+    gen = torch.Generator().manual_seed(seed)
+    return [_product_cost(entry, gen, repeats=repeats, seed=seed) for entry in products]
+
+
+def _product_cost(entry: dict, gen: torch.Generator, *, repeats: int, seed: int) -> dict:
+    (n_out, n_in), rows = entry["weight_shape"], entry["rows"]
+    w, b = torch.randn(n_out, n_in, generator=gen), torch.randn(n_out, generator=gen)  # (out, in), (out,)
+    a = torch.randn(rows, n_in, generator=gen)  # (rows, in)
+    wt = w.t().contiguous()  # the same weight stored (in, out)
+    product = (lambda: torch.mm(a, w.t())) if entry["kind"] == "w3" else (lambda: F.linear(a, w, b))
+    fns = {"product": product, "stored_in_out": lambda: torch.mm(a, wt), "stream": lambda: w.sum()}
+    with torch.no_grad():
+        samples = interleaved(fns, repeats=repeats, min_time=1e-3, seed=seed)
+    product_s, stream_s = statistics.median(samples["product"]), statistics.median(samples["stream"])
+    return {
+        **entry,
+        "product_us": 1e6 * product_s,
+        "stored_in_out_us": 1e6 * statistics.median(samples["stored_in_out"]),
+        "stream_us": 1e6 * stream_s,
+        "product_gbs": _nbytes(w) / product_s / 1e9,
+        "stream_gbs": _nbytes(w) / stream_s / 1e9,
+        "samples_s": samples,
+    }
+
+
 def run_floor_case(case: UnitCase, *, repeats: int, stream_bytes: int = 256 * 2**20) -> dict:
     """SE's reads and their memory time, the 1% budget, the whole-model pair and the small ops' costs.
 
@@ -123,7 +210,9 @@ def run_floor_case(case: UnitCase, *, repeats: int, stream_bytes: int = 256 * 2*
     ``2 * stream_bytes / t_copy``. Returns ``reads`` (bytes per forward, :data:`READS`), ``read_bytes`` (their
     sum), ``bandwidth_gbs``, ``read_ms``, ``forward_ms`` (medians), ``se_over_plain`` (paired ratio),
     ``se_minus_plain_ms`` (paired median), ``budget_ms`` (1% of the plain forward), ``cold_ops_us`` (median
-    microseconds per step before and op) and the samples in seconds.
+    microseconds per step before and op), ``products`` (:func:`product_costs` on the SE model's products),
+    ``products_ms`` and ``products_at_stream_ms`` (their hot times per forward, ``count`` times each) and the
+    samples in seconds.
     """
     check_repeats(repeats)
     if isinstance(stream_bytes, bool) or not isinstance(stream_bytes, int) or stream_bytes < 4:
@@ -141,6 +230,7 @@ def run_floor_case(case: UnitCase, *, repeats: int, stream_bytes: int = 256 * 2*
     read_bytes = sum(reads.values())
     forward_ms = {key: 1e3 * statistics.median(samples[key]) for key in ("se", "plain")}
     cold = cold_op_costs(repeats=repeats)
+    products = product_costs(se_products(models["se"], x), repeats=repeats)
     return {
         **case_fields(case, repeats),
         "reads": reads,
@@ -152,6 +242,9 @@ def run_floor_case(case: UnitCase, *, repeats: int, stream_bytes: int = 256 * 2*
         "se_minus_plain_ms": 1e3 * statistics.median(a - b for a, b in zip(samples["se"], samples["plain"])),
         "budget_ms": 0.01 * forward_ms["plain"],
         "cold_ops_us": {b: {op: 1e6 * statistics.median(v) for op, v in ops.items()} for b, ops in cold.items()},
+        "products": products,
+        "products_ms": 1e-3 * sum(p["count"] * p["product_us"] for p in products),
+        "products_at_stream_ms": 1e-3 * sum(p["count"] * p["stream_us"] for p in products),
         "samples_s": {**samples, "cold_ops": cold},
     }
 
@@ -172,4 +265,18 @@ def floor_table(result: dict) -> list[str]:
     ]
     for op in COLD_OPS:
         lines.append(f"{op:20s}" + "".join(f"{result['cold_ops_us'][b][op]:12.1f}" for b in BEFORE))
+    lines.append(
+        f"SE's products per forward, hot: {result['products_ms']:.2f} ms; a sum over the same weights: "
+        f"{result['products_at_stream_ms']:.2f} ms"
+    )
+    lines.append(
+        f"{'product':8s}{'rows':>6s}{'weight':>12s}{'units':>7s}{'us':>9s}{'GB/s':>8s}{'(in,out) us':>12s}"
+        f"{'sum us':>9s}{'GB/s':>8s}"
+    )
+    for p in result["products"]:
+        shape = "x".join(str(d) for d in p["weight_shape"])
+        lines.append(
+            f"{p['kind']:8s}{p['rows']:6d}{shape:>12s}{p['count']:7d}{p['product_us']:9.1f}{p['product_gbs']:8.1f}"
+            f"{p['stored_in_out_us']:12.1f}{p['stream_us']:9.1f}{p['stream_gbs']:8.1f}"
+        )
     return lines
