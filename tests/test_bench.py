@@ -573,11 +573,24 @@ def test_tuned_allocator_reuses_large_blocks():
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     """Run a script of ``benchmarks/`` (skipped where the checkout has none, e.g. an installed package)."""
+    return _scripts(name, [list(args)])[0]
+
+
+def _scripts(name: str, arg_lists: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Run a script of ``benchmarks/`` once per argument list, the runs side by side (each pays the imports)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / name
     if not path.exists():
         pytest.skip(f"{path} is not in this checkout")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env, timeout=600)
+    runs = [
+        subprocess.Popen([sys.executable, str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for args in arg_lists
+    ]
+    done = []
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(run.args, run.returncode, out, err))
+    return done
 
 
 def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):
@@ -671,13 +684,13 @@ def test_block_rows_script_times_each_row_against_the_fastest_peer(tmp_path):
         low, high = versus["paired_median_ci95"]
         assert 0 < low <= versus["paired_median"] <= high
     assert "senet / " in done.stdout
-    for bad_args, named in (
-        (["--layouts", "nhwc"], "--layouts"),
-        (["--modes", "backward"], "--modes"),
-        (["--shapes", "2x32"], "--shapes"),
-        (["--shapes", "2x32x8"], "channels_last"),  # a 1-D shape with the default layouts
-    ):
-        bad = _script("block_rows.py", *bad_args)
+    bad_runs = {
+        "--layouts": ["--layouts", "nhwc"],
+        "--modes": ["--modes", "backward"],
+        "--shapes": ["--shapes", "2x32"],
+        "channels_last": ["--shapes", "2x32x8"],  # a 1-D shape with the default layouts
+    }
+    for named, bad in zip(bad_runs, _scripts("block_rows.py", list(bad_runs.values()))):
         assert bad.returncode == 2 and named in bad.stderr, bad.stderr
 
 
