@@ -762,18 +762,16 @@ def test_markdown_tables_script_reads_every_kind_of_result_file(tmp_path):
     worker = results / "milan-cpu-1thread-tuned-blocks.json"  # one worker: a single run at its allocator setting
     if not worker.exists():
         pytest.skip(f"{worker} is not in this checkout")
-    done = _script("markdown_tables.py", str(worker))
+    other = tmp_path / "squeeze.json"
+    other.write_text(json.dumps({"machine": {}, "rows": []}))  # another script's result: a clear error
+    files = [worker, results / "milan-cpu-1thread-pair.json", results / "cpu-1thread.json", other]
+    done, pair, merged, bad = _scripts("markdown_tables.py", [[str(f)] for f in files])
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 32x") or line.startswith("| 8x")]
     assert len(rows) == len(json.loads(worker.read_text())["blocks"]) == 22
     assert done.stdout.startswith("### allocator: tuned")
-    pair = _script("markdown_tables.py", str(results / "milan-cpu-1thread-pair.json"))  # model_pair.py's output
-    assert pair.returncode == 0, pair.stderr
+    assert pair.returncode == 0, pair.stderr  # model_pair.py's output
     assert "| inference | nchw | " in pair.stdout and "senet_se/senet_plain" in pair.stdout
-    merged = _script("markdown_tables.py", str(results / "cpu-1thread.json"))  # run_bench.py: both settings
-    assert merged.returncode == 0, merged.stderr
+    assert merged.returncode == 0, merged.stderr  # run_bench.py: both settings
     assert "### allocator: default" in merged.stdout and "### allocator: tuned" in merged.stdout
-    other = tmp_path / "squeeze.json"
-    other.write_text(json.dumps({"machine": {}, "rows": []}))  # another script's result: a clear error
-    bad = _script("markdown_tables.py", str(other))
     assert bad.returncode == 2 and "not a benchmark result" in bad.stderr
