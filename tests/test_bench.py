@@ -272,7 +272,7 @@ def test_parts_suite_times_each_part_of_the_eval_paths_exclusively():
 
 def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
     import senet.layers.fused as fused
-    from senet.bench.floor import BEFORE, COLD_OPS, PRODUCTS, READS, counted_reads, run_floor_case, se_products
+    from senet.bench.floor import BEFORE, COLD_OPS, PRODUCTS, READS, counted_reads, product_costs, run_floor_case, se_products
     from senet.bench.units import UnitCase
     from senet.layers import se_ops
     from senet.layers.se import SqueezeExcite
@@ -341,6 +341,8 @@ def test_floor_suite_counts_what_se_reads_and_times_the_small_ops():
         run_floor_case(UnitCase(batch=1, image_size=64), repeats=2)
     with pytest.raises(ValueError, match="stream_bytes must be an int >= 4"):
         run_floor_case(UnitCase(batch=1, image_size=64), repeats=3, stream_bytes=2)
+    with pytest.raises(ValueError, match="products must be entries of se_products"):
+        product_costs([{"kind": "fc3", "rows": 1, "weight_shape": [4, 4], "count": 1}], repeats=3)
 
 
 def test_parts_timer_gives_each_part_its_own_time_and_restores_the_functions():

@@ -177,6 +177,9 @@ def product_costs(products: list[dict], *, repeats: int, seed: int = 0) -> list[
     ``stream_us`` (medians per call), the weight's bytes over the first and the last (``product_gbs``,
     ``stream_gbs``), and the samples in seconds."""
     check_repeats(repeats)
+    for entry in products:
+        if not isinstance(entry, dict) or entry.get("kind") not in PRODUCTS or len(entry.get("weight_shape", ())) != 2:
+            raise ValueError(f"products must be entries of se_products (kind in {list(PRODUCTS)}, a 2-D weight_shape), got {entry!r}")
     gen = torch.Generator().manual_seed(seed)
     return [_product_cost(entry, gen, repeats=repeats, seed=seed) for entry in products]
 
