@@ -588,11 +588,13 @@ def _scripts(name: str, arg_lists: list[list[str]]) -> list[subprocess.Completed
         subprocess.Popen([sys.executable, str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for args in arg_lists
     ]
-    done = []
-    for run in runs:
-        out, err = run.communicate(timeout=600)
-        done.append(subprocess.CompletedProcess(run.args, run.returncode, out, err))
-    return done
+    try:
+        outputs = [run.communicate(timeout=600) for run in runs]  # (stdout, stderr); sets each returncode
+        return [subprocess.CompletedProcess(run.args, run.returncode, *out) for run, out in zip(runs, outputs)]
+    finally:
+        for run in runs:  # after a timeout, none is left running
+            if run.poll() is None:
+                run.kill()
 
 
 def test_unit_times_script_times_every_unit_in_model_and_alone(tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -66,24 +67,34 @@ def _nbytes(t: torch.Tensor) -> int:
 
 
 @contextmanager
-def counted_reads(counts: dict[str, int]) -> Iterator[None]:
-    """Inside the block, add the bytes of every map ``fused.squeeze_mean`` pools and every ``W3`` that
-    ``fused._conv_squeeze`` multiplies to ``counts["squeezed_maps"]`` and ``counts["w3"]``."""
-    squeeze, conv_squeeze = fused.squeeze_mean, fused._conv_squeeze
+def _observed(name: str, observe: Callable[..., None]) -> Iterator[None]:
+    """Inside the block, ``fused.<name>`` calls ``observe`` with its arguments, then the function itself."""
+    original = getattr(fused, name)
 
-    def counting_squeeze(x):
-        counts["squeezed_maps"] += _nbytes(x)
-        return squeeze(x)
+    def observed(*args):
+        observe(*args)
+        return original(*args)
 
-    def counting_conv_squeeze(h, conv):
-        counts["w3"] += _nbytes(conv.weight)
-        return conv_squeeze(h, conv)
-
-    fused.squeeze_mean, fused._conv_squeeze = counting_squeeze, counting_conv_squeeze
+    setattr(fused, name, observed)
     try:
         yield
     finally:
-        fused.squeeze_mean, fused._conv_squeeze = squeeze, conv_squeeze
+        setattr(fused, name, original)
+
+
+@contextmanager
+def counted_reads(counts: dict[str, int]) -> Iterator[None]:
+    """Inside the block, add the bytes of every map ``fused.squeeze_mean`` pools and every ``W3`` that
+    ``fused._conv_squeeze`` multiplies to ``counts["squeezed_maps"]`` and ``counts["w3"]``."""
+
+    def count_map(x):
+        counts["squeezed_maps"] += _nbytes(x)
+
+    def count_w3(h, conv):
+        counts["w3"] += _nbytes(conv.weight)
+
+    with _observed("squeeze_mean", count_map), _observed("_conv_squeeze", count_w3):
+        yield
 
 
 def se_reads(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
@@ -137,30 +148,18 @@ def cold_op_costs(*, repeats: int, seed: int = 0) -> dict[str, dict[str, list[fl
 def se_products(model: nn.Module, x: torch.Tensor) -> list[dict]:
     """SE's small products in one eval forward of ``model`` on ``x``: one entry per distinct ``kind``
     (:data:`PRODUCTS`), ``rows`` and ``weight_shape`` (``(out, in)``), with ``count``, how many units make it."""
-    seen: dict[tuple, int] = {}
-    conv_squeeze = fused._conv_squeeze
-
-    def counting_conv_squeeze(h, conv):
-        key = ("w3", h.shape[0], (conv.out_channels, conv.weight[0].numel()))
-        seen[key] = seen.get(key, 0) + 1
-        return conv_squeeze(h, conv)
+    seen: Counter[tuple] = Counter()  # (kind, rows, (out, in)) -> units
 
     def hook(kind):
-        def record(module, args, out):
-            key = (kind, args[0].shape[0], tuple(module.weight.shape))
-            seen[key] = seen.get(key, 0) + 1
-
-        return record
+        return lambda module, args, out: seen.update([(kind, args[0].shape[0], tuple(module.weight.shape))])
 
     ses = [m for m in model.modules() if isinstance(m, SqueezeExcite)]
     handles = [se.fc1.register_forward_hook(hook("fc1")) for se in ses]
     handles += [se.fc2.register_forward_hook(hook("fc2")) for se in ses]
-    fused._conv_squeeze = counting_conv_squeeze
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _observed("_conv_squeeze", lambda h, conv: seen.update([("w3", h.shape[0], tuple(conv.weight.shape[:2]))])):
             model(x)
     finally:
-        fused._conv_squeeze = conv_squeeze
         for handle in handles:
             handle.remove()
     return [
