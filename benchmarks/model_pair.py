@@ -5,10 +5,11 @@ default: inference, and with ``--train`` a training step, ``--memory`` the saved
     OMP_NUM_THREADS=1 python benchmarks/model_pair.py --names senet_se,senet_plain,timm_plain,torchvision_plain
     OMP_NUM_THREADS=1 python benchmarks/model_pair.py --names senet_se,senet_plain,timm_se,timm_plain --layouts nchw --train --memory
 
-Fewer models than the six of ``run_bench.py`` make each repeat short, so more repeats fit in the time
+Fewer models than the seven of ``run_bench.py`` make each repeat short, so more repeats fit in the time
 and the paired ratios sample the machine's drift more finely; each ratio is printed with the 95% interval
-of its paired median. senet's allocator setting; inference in eval without autograd, the training step
-(forward, cross-entropy, backward) in train mode.
+of its paired median. ``senet_plain_twin`` (a copy of ``senet_plain``, in the default list) is the A/A
+control: its ratio to ``senet_plain`` shows what the run can resolve. senet's allocator setting;
+inference in eval without autograd, the training step (forward, cross-entropy, backward) in train mode.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=31, help="interleaved repeats per layout (default 31)")
     parser.add_argument(
         "--names",
-        default="senet_se,senet_plain",
-        help=f"comma-separated models among {','.join(MODEL_NAMES)} (default senet_se,senet_plain)",
+        default="senet_se,senet_plain,senet_plain_twin",
+        help=f"comma-separated models among {','.join(MODEL_NAMES)} (default senet_se,senet_plain,senet_plain_twin)",
     )
     parser.add_argument(
         "--layouts", default="nchw,channels_last", help="inference layouts (default nchw,channels_last)"

@@ -25,7 +25,7 @@ from senet.bench import allocator as bench_allocator
 from senet.bench import blocks as bench_blocks
 from senet.bench.allocator import TUNED_SETTINGS, glibc_version, tune_allocator
 from senet.bench.blocks import BlockCase, ResidualTail, make_peers, reference_se, run_block_case
-from senet.bench.models import PAIRS, _check_unfused, _ratios, build_models, measure_memory, run_model_case, unfuse
+from senet.bench.models import PAIRS, _check_copies, _ratios, build_models, measure_memory, run_model_case, unfuse
 from senet.bench.run import run_worker
 from senet.bench.timing import interleaved, peak_bytes, ratio, saved_bytes, summarize
 from senet.layers import SqueezeExcite
@@ -176,20 +176,29 @@ def test_residual_tails_agree():
     torch.testing.assert_close(ResidualTail("plain", copy.deepcopy(bn))(c, identity), torch.relu(bn(c) + identity))
 
 
-def test_unfused_variant_matches_and_is_checked(monkeypatch):
+def test_copies_match_their_models_and_are_checked():
     from senet.bench.models import QUICK_MODEL_CASE
 
     models, skipped = build_models(QUICK_MODEL_CASE)
     assert "senet_se_unfused" in models and "senet_se_unfused" not in skipped
     assert not any(getattr(m, "fused_tail", False) for m in models["senet_se_unfused"].modules())
     assert sum(getattr(m, "fused_tail", False) for m in models["senet_se"].modules()) == 16
+    twin, plain = models["senet_plain_twin"], models["senet_plain"]  # the A/A control: same values, own memory
+    for a, b in zip(twin.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
     x = torch.randn(2, 3, 64, 64)
     for training in (False, True):
-        assert _check_unfused(models, x, training)["senet_se_unfused"] < 1e-3
-    with torch.no_grad():  # a wrong model is refused before it is timed
-        next(models["senet_se_unfused"].parameters()).add_(1.0)
-    with pytest.raises(RuntimeError, match="disagrees"):
-        _check_unfused(models, x, False)
+        errors = _check_copies(models, x, training)
+        assert set(errors) == {"senet_se_unfused", "senet_plain_twin"}
+        assert errors["senet_se_unfused"] < 1e-3 and errors["senet_plain_twin"] == 0.0
+    for name, reference in (("senet_se_unfused", "senet_se"), ("senet_plain_twin", "senet_plain")):
+        wrong = dict(models)
+        wrong[name] = copy.deepcopy(models[name])
+        with torch.no_grad():  # a wrong copy is refused before it is timed
+            next(wrong[name].parameters()).add_(1.0)
+        with pytest.raises(RuntimeError, match=f"{name} disagrees with {reference}"):
+            _check_copies(wrong, x, False)
+    assert _check_copies({"senet_plain_twin": twin}, x, False) == {}  # nothing to check it against
     assert unfuse(create_model("resnet50")) == 0
 
 
@@ -747,15 +756,19 @@ def test_centred_sums_script_measures_precision_and_times_every_stage(tmp_path):
 def test_model_pair_script_times_training_and_measures_memory(tmp_path):
     out = tmp_path / "pair.json"
     args = ["--repeats", "3", "--batch", "2", "--image-size", "64", "--layouts", "nchw", "--train", "--memory"]
-    done = _script("model_pair.py", *args, "--names", "senet_se,senet_plain,senet_se_unfused", "--out", str(out))
+    names = "senet_se,senet_plain,senet_plain_twin,senet_se_unfused"
+    done = _script("model_pair.py", *args, "--names", names, "--out", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())["models"]
     assert [(row["mode"], row["layout"]) for row in result["timings"]] == [("inference", "nchw"), ("train_step", "nchw")]
     for row in result["timings"]:
-        assert row["results"]["senet_se"]["repeats"] == 3 and "senet_se/senet_plain" in row["ratios"]
+        assert row["results"]["senet_se"]["repeats"] == 3
+        assert {"senet_se/senet_plain", "senet_plain_twin/senet_plain"} <= set(row["ratios"])  # with the A/A control
+        assert row["results"]["senet_plain_twin"]["max_abs_error"] == 0.0
     saved = {pair: r["saved_bytes"] for pair, r in result["memory"]["ratios"].items()}
     # the fused tails keep no extra full-size activation; the unfused SE units keep each SE input
     assert 1.0 < saved["senet_se/senet_plain"] < saved["senet_se_unfused/senet_plain"]
+    assert saved["senet_plain_twin/senet_plain"] == 1.0
     assert "saved for backward" in done.stdout
     bad = _script("model_pair.py", "--layouts", "nhwc")
     assert bad.returncode == 2 and "--layouts" in bad.stderr

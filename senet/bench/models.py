@@ -5,7 +5,10 @@ backward) are timed with the models interleaved in one run; ratios are taken bet
 that run. ``senet_se``/``senet_plain`` are ``senet.models.create_model(...)`` as registered (the SE units
 run the fused tail of :mod:`senet.layers.fused`); ``senet_se_unfused`` is the same SE model with every unit's
 ``fused_tail`` switched off (the plain formula ``relu(se(bn3(conv3(h))) + shortcut)``), checked to give
-``senet_se``'s outputs before anything is timed: what the fused ops buy.
+``senet_se``'s outputs before anything is timed: what the fused ops buy. ``senet_plain_twin`` is a copy of
+``senet_plain`` (the same weights in other memory), checked to give its outputs: the A/A control, whose
+ratio to ``senet_plain`` shows how finely the run resolves a ratio (drift, noise and where each model's
+tensors happen to lie), next to the SE/plain ratio measured in the same repeats.
 Memory: bytes saved for backward (unique storages) and the peak bytes of tensors during a training step.
 """
 
@@ -53,6 +56,7 @@ QUICK_MODEL_CASE = ModelCase("seresnet50", "resnet50", batch=2, image_size=64, i
 MODEL_NAMES: tuple[str, ...] = (
     "senet_se",
     "senet_plain",
+    "senet_plain_twin",
     "senet_se_unfused",
     "timm_se",
     "timm_plain",
@@ -62,6 +66,7 @@ MODEL_NAMES: tuple[str, ...] = (
 # (numerator, denominator) pairs reported as ratios of median times and of memory
 PAIRS: tuple[tuple[str, str], ...] = (
     ("senet_se", "senet_plain"),
+    ("senet_plain_twin", "senet_plain"),  # A/A: the run's resolution
     ("senet_se_unfused", "senet_plain"),
     ("timm_se", "timm_plain"),
     ("senet_plain", "timm_plain"),
@@ -93,6 +98,7 @@ def build_models(case: ModelCase) -> tuple[dict[str, nn.Module], dict[str, str]]
 def _build_all(case: ModelCase) -> tuple[dict[str, nn.Module], dict[str, str]]:
     torch.manual_seed(0)
     models: dict[str, nn.Module] = {"senet_se": create_model(case.se_arch), "senet_plain": create_model(case.plain_arch)}
+    models["senet_plain_twin"] = copy.deepcopy(models["senet_plain"])
     models["senet_se_unfused"] = copy.deepcopy(models["senet_se"])
     skipped: dict[str, str] = {}
     if unfuse(models["senet_se_unfused"]) == 0:
@@ -122,18 +128,26 @@ def _layout(x: torch.Tensor, model: nn.Module, layout: str) -> tuple[torch.Tenso
     return x, model.to(memory_format=torch.contiguous_format)
 
 
-def _check_unfused(models: dict[str, nn.Module], x: torch.Tensor, training: bool) -> dict[str, float]:
-    """The unfused SE model against the fused one (copies, so running statistics stay untouched)."""
-    if "senet_se_unfused" not in models:
-        return {}
-    a, b = copy.deepcopy(models["senet_se_unfused"]).train(training), copy.deepcopy(models["senet_se"]).train(training)
-    with torch.set_grad_enabled(training):
-        out_a, out_b = a(x), b(x)
-    error = (out_a - out_b).abs().max().item()
-    tolerance = 1e-3 * max(1.0, out_b.abs().max().item())
-    if not error <= tolerance:
-        raise RuntimeError(f"senet_se_unfused disagrees with senet_se: max abs error {error:.3g} > {tolerance:.3g}")
-    return {"senet_se_unfused": error}
+# each copy and the model whose outputs it must give: checked before anything is timed
+COPIES: dict[str, str] = {"senet_se_unfused": "senet_se", "senet_plain_twin": "senet_plain"}
+
+
+def _check_copies(models: dict[str, nn.Module], x: torch.Tensor, training: bool) -> dict[str, float]:
+    """Each copy of :data:`COPIES` against its model (both deep-copied, so running statistics stay
+    untouched): the max abs error per copy, or RuntimeError where one disagrees."""
+    errors = {}
+    for name, reference in COPIES.items():
+        if name not in models or reference not in models:
+            continue
+        a, b = (copy.deepcopy(models[key]).train(training) for key in (name, reference))
+        with torch.set_grad_enabled(training):
+            out_a, out_b = a(x), b(x)
+        error = (out_a - out_b).abs().max().item()
+        tolerance = 1e-3 * max(1.0, out_b.abs().max().item())
+        if not error <= tolerance:
+            raise RuntimeError(f"{name} disagrees with {reference}: max abs error {error:.3g} > {tolerance:.3g}")
+        errors[name] = error
+    return errors
 
 
 def _inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -172,7 +186,7 @@ def run_model_case(case: ModelCase, *, repeats: int, memory: bool = True) -> dic
                 xl, model = _layout(x, model.train(training), layout)
                 fns[name] = _train_step(model, xl, target) if training else _inference(model, xl)
             xl = _layout(x, nn.Identity(), layout)[0]
-            errors = _check_unfused(models, xl, training)
+            errors = _check_copies(models, xl, training)
             samples = interleaved(fns, repeats=repeats)
             rows.append(
                 {
