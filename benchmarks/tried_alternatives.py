@@ -1,4 +1,4 @@
-"""Three eval-path designs that were measured and not adopted, kept so that their numbers can be reproduced.
+"""Four eval-path designs that were measured and not adopted, kept so that their numbers can be reproduced.
 
     OMP_NUM_THREADS=1 python benchmarks/tried_alternatives.py --threads 1 --out benchmarks/results/milan-cpu-1thread-tried.json
 
@@ -20,6 +20,14 @@
    functions per forward (those of :mod:`senet.bench.parts`, exclusive times summed; they include the gated
    norm and the addition and ReLU, which both designs make), per layout, this process's
    allocator (senet's setting). What caching could buy at most, measured rather than estimated.
+4. ``transposed_products``: the same SE-ResNet-50 with every small product of the eval path taken with the
+   weight as the left operand, ``W @ z^T`` (``addmm(b[:, None], W, z^T)``: ``W3``, fc1 and fc2, the norm of
+   ``z`` as ``addcmul`` on the transposed descriptor), which MKL runs without the packing it gives
+   ``z @ W^T``: on this kind of host faster with cold weights at two threads, slower hot
+   (``results/milan-cpu-*-tried-transposed.json``). Timed as the third design. In both, the modules the design
+   no longer calls (fc1 and fc2 here) lose their hooks' share of the part timer's overhead (a few
+   microseconds per call), so the SE-path saving is slightly in the design's favour; the whole-forward ratio
+   is not.
 
 Every candidate's output is checked against the one it replaces before anything is timed. ``--quick``:
 tiny sizes and 3 repeats, a smoke test whose timings mean nothing.
@@ -124,8 +132,34 @@ def _folds(model: nn.Module) -> dict[int, dict[int, tuple[torch.Tensor, torch.Te
     return folds
 
 
-def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
-    """senet's SE-ResNet-50 with each unit's first FC layer, norm and ``W3`` folded once, against it as it is."""
+def _transposed_gates(pooled, bn, se, spatial_dims):
+    """The gates from ``pooled`` ``(N, C)`` with every product ``W @ z^T`` (``z^T`` ``(C, N)``, a view)."""
+    inv = torch.rsqrt(bn.running_var + bn.eps)
+    inv = inv if bn.weight is None else inv * bn.weight  # alpha (C,)
+    shift = -bn.running_mean * inv if bn.bias is None else bn.bias - bn.running_mean * inv  # beta (C,)
+    z_t = torch.addcmul(shift.unsqueeze(1), pooled.t(), inv.unsqueeze(1))  # bn(z)^T (C, N)
+
+    def product(linear: nn.Linear, x_t: torch.Tensor) -> torch.Tensor:
+        weight, bias = linear.weight, linear.bias
+        return torch.mm(weight, x_t) if bias is None else torch.addmm(bias.unsqueeze(1), weight, x_t)
+
+    # (C, N) -> (N, C), made contiguous: transposed gates would send the gated norm's channels-last
+    # addcmul down a slow strided loop (measured: 50 ms per forward)
+    v = product(se.fc2, se.act(product(se.fc1, z_t))).t().contiguous()
+    return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
+
+
+def _transposed_conv_squeeze(h, conv):
+    """``mean_p(conv(h))`` ``(N, C)`` as ``(W @ mean_p(h)^T)^T``, a view of a ``(C, N)`` product."""
+    import senet.layers.fused as fused
+
+    weight, pooled_t = conv.weight.flatten(1), fused.squeeze_mean(h).t()  # (C, C_in), (C_in, N)
+    product = torch.mm(weight, pooled_t) if conv.bias is None else torch.addmm(conv.bias.unsqueeze(1), weight, pooled_t)
+    return product.t()
+
+
+def gate_design(design: str, *, repeats: int, quick: bool) -> list[dict]:
+    """senet's SE-ResNet-50 with ``design`` (``"folded"`` or ``"transposed"``) for its gates, against it as it is."""
     import random
 
     import senet.layers.fused as fused
@@ -138,49 +172,56 @@ def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
         torch.manual_seed(0)
         model = create_model("seresnet50").eval().to(memory_format=layout)
         x = (torch.randn(1, 3, 64, 64) if quick else torch.randn(8, 3, 224, 224)).contiguous(memory_format=layout)
-        folds = _folds(model)
-
+        units = sum(1 for m in model.modules() if getattr(m, "fused_tail", False))
         calls = [0]
 
-        def gates(pooled, bn, se, spatial_dims):  # pooled: mean_p(h) (N, C_in) or mean_p(c) (N, C)
-            calls[0] += 1
-            a_t, b = folds[id(bn)][pooled.shape[1]]
-            v = se.fc2(se.act(torch.addmm(b, pooled, a_t)))  # (N, h) -> (N, C)
-            return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
+        if design == "folded":
+            folds = _folds(model)
 
-        designs = {
-            "as_is": library,
-            "folded": {"_conv_squeeze": lambda h, conv: fused.squeeze_mean(h), "_inference_gates": gates},
-        }
+            def gates(pooled, bn, se, spatial_dims):  # pooled: mean_p(h) (N, C_in) or mean_p(c) (N, C)
+                calls[0] += 1
+                a_t, b = folds[id(bn)][pooled.shape[1]]
+                v = se.fc2(se.act(torch.addmm(b, pooled, a_t)))  # (N, h) -> (N, C)
+                return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
 
-        def forward(design: str) -> tuple[float, float, torch.Tensor]:
-            """One forward with ``design``: its seconds, the seconds spent in SE's eval path, the output."""
+            replacement = {"_conv_squeeze": lambda h, conv: fused.squeeze_mean(h), "_inference_gates": gates}
+        else:
+
+            def gates(pooled, bn, se, spatial_dims):
+                calls[0] += 1
+                return _transposed_gates(pooled, bn, se, spatial_dims)
+
+            replacement = {"_conv_squeeze": _transposed_conv_squeeze, "_inference_gates": gates}
+        designs = {"as_is": library, design: replacement}
+
+        def forward(name: str) -> tuple[float, float, torch.Tensor]:
+            """One forward with design ``name``: its seconds, the seconds spent in SE's eval path, the output."""
             timer = PartTimer()
-            for name, fn in designs[design].items():
-                setattr(fused, name, fn)
+            for attribute, fn in designs[name].items():
+                setattr(fused, attribute, fn)
             try:
                 with timed_parts({"se": model}, timer):
                     start = time.perf_counter()
                     out = model(x)
                     seconds = time.perf_counter() - start
             finally:
-                for name, fn in library.items():
-                    setattr(fused, name, fn)
+                for attribute, fn in library.items():
+                    setattr(fused, attribute, fn)
             return seconds, sum(timer.totals.values()), out
 
         samples: dict[str, dict[str, list[float]]] = {d: {"forward": [], "se_path": []} for d in designs}
         with torch.no_grad():
-            torch.testing.assert_close(forward("folded")[2], forward("as_is")[2], rtol=1e-4, atol=1e-4)
-            if calls[0] != len(folds):  # every SE unit took the folded gates
-                raise RuntimeError(f"the folded gates ran in {calls[0]} of {len(folds)} SE units")
+            torch.testing.assert_close(forward(design)[2], forward("as_is")[2], rtol=1e-4, atol=1e-4)
+            if calls[0] != units:  # every SE unit took the design's gates
+                raise RuntimeError(f"the {design} gates ran in {calls[0]} of {units} SE units")
             order = random.Random(0)
             for _ in range(repeats):
-                for design in order.sample(list(designs), len(designs)):
-                    seconds, se_path, _ = forward(design)
-                    samples[design]["forward"].append(seconds)
-                    samples[design]["se_path"].append(se_path)
+                for name in order.sample(list(designs), len(designs)):
+                    seconds, se_path, _ = forward(name)
+                    samples[name]["forward"].append(seconds)
+                    samples[name]["se_path"].append(se_path)
         se_path = {d: 1e3 * statistics.median(samples[d]["se_path"]) for d in designs}
-        saved = [1e3 * (a - b) for a, b in zip(samples["as_is"]["se_path"], samples["folded"]["se_path"])]
+        saved = [1e3 * (a - b) for a, b in zip(samples["as_is"]["se_path"], samples[design]["se_path"])]
         rows.append(
             {
                 "layout": "channels_last" if layout is torch.channels_last else "nchw",
@@ -188,43 +229,74 @@ def folded_gates(*, repeats: int, quick: bool) -> list[dict]:
                 "se_path_ms": se_path,
                 "se_path_saved_ms": statistics.median(saved),
             }
-            | ratio(samples["folded"]["forward"], samples["as_is"]["forward"])
+            | ratio(samples[design]["forward"], samples["as_is"]["forward"])
         )
     return rows
+
+
+def _report_onednn(args: argparse.Namespace) -> list[dict]:
+    rows = excitation_onednn(repeats=args.repeats, quick=args.quick)
+    for row in rows:
+        low, high = row["paired_median_ci95"]
+        print(f"C={row['channels']:5d} {row['layer']}: senet {row['senet_us']:7.1f} us, oneDNN / senet {row['paired_median']:.3f} ({low:.3f}-{high:.3f})")
+    return rows
+
+
+def _report_bodies(args: argparse.Namespace) -> dict:
+    """body_inplace under each allocator setting, one subprocess each (the setting is per process)."""
+    rows = {}
+    for allocator in ("default", "tuned"):
+        command = [sys.executable, __file__, "--threads", str(args.threads), "--repeats", str(args.repeats), "--body-only", allocator]
+        done = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
+        row = rows[allocator] = json.loads(done.stdout)
+        low, high = row["paired_median_ci95"]
+        print(f"ResNet-50 bodies in place / as is, {allocator} allocator: {row['paired_median']:.4f} ({low:.4f}-{high:.4f})")
+    return rows
+
+
+def _report_gates(args: argparse.Namespace, design: str) -> list[dict]:
+    rows = gate_design(design, repeats=args.repeats, quick=args.quick)
+    for row in rows:
+        low, high = row["paired_median_ci95"]
+        path = row["se_path_ms"]
+        print(f"SE-ResNet-50 {row['layout']}, {design} / as is: {row['paired_median']:.4f} ({low:.4f}-{high:.4f}); the units' "
+              f"eval path {path['as_is']:.2f} -> {path[design]:.2f} ms per forward (paired saving {row['se_path_saved_ms']:.2f} ms)")
+    return rows
+
+
+# each design's result key and how it is run; the last two under senet's allocator setting
+DESIGNS = {
+    "excitation_onednn": _report_onednn,
+    "body_inplace": _report_bodies,
+    "folded_gates": lambda args: _report_gates(args, "folded"),
+    "transposed_products": lambda args: _report_gates(args, "transposed"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, among {','.join(DESIGNS)} (default all)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test; the timings mean nothing)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--body-only", choices=("default", "tuned"), help=argparse.SUPPRESS)  # the subprocess
     args = parser.parse_args()
+    designs = [name.strip() for name in args.designs.split(",") if name.strip()]
+    unknown = sorted(set(designs) - set(DESIGNS))
+    if not designs or unknown:
+        parser.error(f"--designs must list some of {', '.join(DESIGNS)}; got {args.designs!r}")
     torch.set_num_threads(args.threads)
     if args.body_only:
         if args.body_only == "tuned":
             tune_allocator()
         print(json.dumps(body_inplace(repeats=args.repeats, quick=args.quick)))
         return
-    result: dict = {"machine": machine_info(args.threads), "excitation_onednn": excitation_onednn(repeats=args.repeats, quick=args.quick)}
-    for row in result["excitation_onednn"]:
-        low, high = row["paired_median_ci95"]
-        print(f"C={row['channels']:5d} {row['layer']}: senet {row['senet_us']:7.1f} us, oneDNN / senet {row['paired_median']:.3f} ({low:.3f}-{high:.3f})")
-    result["body_inplace"] = {}
-    for allocator in ("default", "tuned"):
-        command = [sys.executable, __file__, "--threads", str(args.threads), "--repeats", str(args.repeats), "--body-only", allocator]
-        done = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
-        row = result["body_inplace"][allocator] = json.loads(done.stdout)
-        low, high = row["paired_median_ci95"]
-        print(f"ResNet-50 bodies in place / as is, {allocator} allocator: {row['paired_median']:.4f} ({low:.4f}-{high:.4f})")
-    tune_allocator()  # this process from here on: senet's setting
-    result["folded_gates"] = folded_gates(repeats=args.repeats, quick=args.quick)
-    for row in result["folded_gates"]:
-        low, high = row["paired_median_ci95"]
-        path = row["se_path_ms"]
-        print(f"SE-ResNet-50 {row['layout']}, folded / as is: {row['paired_median']:.4f} ({low:.4f}-{high:.4f}); the units' eval path "
-              f"{path['as_is']:.2f} -> {path['folded']:.2f} ms per forward (paired saving {row['se_path_saved_ms']:.2f} ms)")
+    result: dict = {"machine": machine_info(args.threads)}
+    for name in designs:
+        if name in ("folded_gates", "transposed_products"):
+            tune_allocator()  # this process from here on: senet's setting
+        result[name] = DESIGNS[name](args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
 

@@ -727,13 +727,15 @@ def test_tried_alternatives_script_checks_then_times_every_design(tmp_path):
         low, high = row["paired_median_ci95"]
         assert 0 < low <= row["paired_median"] <= high
     assert "oneDNN / senet" in done.stdout and "tuned allocator" in done.stdout
-    folded = result["folded_gates"]
-    assert [row["layout"] for row in folded] == ["nchw", "channels_last"]
-    for row in folded:
-        low, high = row["paired_median_ci95"]
-        assert 0 < low <= row["paired_median"] <= high
-        assert row["se_path_ms"]["as_is"] > 0 and row["se_path_ms"]["folded"] > 0
-    assert "folded / as is" in done.stdout
+    for key, design in (("folded_gates", "folded"), ("transposed_products", "transposed")):
+        assert [row["layout"] for row in result[key]] == ["nchw", "channels_last"]
+        for row in result[key]:
+            low, high = row["paired_median_ci95"]
+            assert 0 < low <= row["paired_median"] <= high
+            assert row["se_path_ms"]["as_is"] > 0 and row["se_path_ms"][design] > 0
+        assert f"{design} / as is" in done.stdout
+    bad = _script("tried_alternatives.py", "--designs", "folded")
+    assert bad.returncode == 2 and "--designs" in bad.stderr
 
 
 def test_centred_sums_script_measures_precision_and_times_every_stage(tmp_path):
