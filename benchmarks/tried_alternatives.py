@@ -22,9 +22,9 @@
    allocator (senet's setting). What caching could buy at most, measured rather than estimated.
 4. ``transposed_products``: the same SE-ResNet-50 with every small product of the eval path taken with the
    weight as the left operand, ``W @ z^T`` (``addmm(b[:, None], W, z^T)``: ``W3``, fc1 and fc2, the norm of
-   ``z`` as ``addcmul`` on the transposed descriptor), which MKL runs without the packing it gives
-   ``z @ W^T``: on this kind of host faster with cold weights at two threads, slower hot
-   (``results/milan-cpu-*-tried-transposed.json``). Timed as the third design. In both, the modules the design
+   ``z`` as ``addcmul`` on the transposed descriptor), where ad hoc timings of single products had MKL
+   faster with cold weights at two threads and slower hot (``results/milan-cpu-*-tried-transposed.json``).
+   Timed as the third design. In both, the modules the design
    no longer calls (fc1 and fc2 here) lose their hooks' share of the part timer's overhead (a few
    microseconds per call), so the SE-path saving is slightly in the design's favour; the whole-forward ratio
    is not.
@@ -144,7 +144,7 @@ def _transposed_gates(pooled, bn, se, spatial_dims):
         return torch.mm(weight, x_t) if bias is None else torch.addmm(bias.unsqueeze(1), weight, x_t)
 
     # (C, N) -> (N, C), made contiguous: transposed gates would send the gated norm's channels-last
-    # addcmul down a slow strided loop (measured: 50 ms per forward)
+    # addcmul down a slow strided loop (measured: 26-53 ms per forward)
     v = product(se.fc2, se.act(product(se.fc1, z_t))).t().contiguous()
     return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
 
@@ -158,8 +158,29 @@ def _transposed_conv_squeeze(h, conv):
     return product.t()
 
 
+def _folded_design(model: nn.Module) -> dict:
+    """``_conv_squeeze`` and ``_inference_gates`` with each unit's first FC layer, norm and ``W3`` folded once."""
+    import senet.layers.fused as fused
+
+    folds = _folds(model)
+
+    def gates(pooled, bn, se, spatial_dims):  # pooled: mean_p(h) (N, C_in) or mean_p(c) (N, C)
+        a_t, b = folds[id(bn)][pooled.shape[1]]
+        v = se.fc2(se.act(torch.addmm(b, pooled, a_t)))  # (N, h) -> (N, C)
+        return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
+
+    return {"_conv_squeeze": lambda h, conv: fused.squeeze_mean(h), "_inference_gates": gates}
+
+
+# each gate design: the replacements of senet.layers.fused's eval-path functions it makes for a model
+GATE_DESIGNS = {
+    "folded": _folded_design,
+    "transposed": lambda model: {"_conv_squeeze": _transposed_conv_squeeze, "_inference_gates": _transposed_gates},
+}
+
+
 def gate_design(design: str, *, repeats: int, quick: bool) -> list[dict]:
-    """senet's SE-ResNet-50 with ``design`` (``"folded"`` or ``"transposed"``) for its gates, against it as it is."""
+    """senet's SE-ResNet-50 with the gates of ``design`` (a key of :data:`GATE_DESIGNS`), against it as it is."""
     import random
 
     import senet.layers.fused as fused
@@ -173,25 +194,14 @@ def gate_design(design: str, *, repeats: int, quick: bool) -> list[dict]:
         model = create_model("seresnet50").eval().to(memory_format=layout)
         x = (torch.randn(1, 3, 64, 64) if quick else torch.randn(8, 3, 224, 224)).contiguous(memory_format=layout)
         units = sum(1 for m in model.modules() if getattr(m, "fused_tail", False))
+        replacement = GATE_DESIGNS[design](model)
         calls = [0]
 
-        if design == "folded":
-            folds = _folds(model)
+        def counted_gates(*args, gates=replacement["_inference_gates"]):
+            calls[0] += 1
+            return gates(*args)
 
-            def gates(pooled, bn, se, spatial_dims):  # pooled: mean_p(h) (N, C_in) or mean_p(c) (N, C)
-                calls[0] += 1
-                a_t, b = folds[id(bn)][pooled.shape[1]]
-                v = se.fc2(se.act(torch.addmm(b, pooled, a_t)))  # (N, h) -> (N, C)
-                return se.gate(v.view(*v.shape, *([1] * spatial_dims)))  # (N, C, 1, ..., 1)
-
-            replacement = {"_conv_squeeze": lambda h, conv: fused.squeeze_mean(h), "_inference_gates": gates}
-        else:
-
-            def gates(pooled, bn, se, spatial_dims):
-                calls[0] += 1
-                return _transposed_gates(pooled, bn, se, spatial_dims)
-
-            replacement = {"_conv_squeeze": _transposed_conv_squeeze, "_inference_gates": gates}
+        replacement["_inference_gates"] = counted_gates
         designs = {"as_is": library, design: replacement}
 
         def forward(name: str) -> tuple[float, float, torch.Tensor]:
@@ -264,12 +274,13 @@ def _report_gates(args: argparse.Namespace, design: str) -> list[dict]:
     return rows
 
 
-# each design's result key and how it is run; the last two under senet's allocator setting
+# each gate design's result key
+GATE_KEYS = {"folded_gates": "folded", "transposed_products": "transposed"}
+# each design's result key and how it is run; the gate designs under senet's allocator setting
 DESIGNS = {
     "excitation_onednn": _report_onednn,
     "body_inplace": _report_bodies,
-    "folded_gates": lambda args: _report_gates(args, "folded"),
-    "transposed_products": lambda args: _report_gates(args, "transposed"),
+    **{key: lambda args, design=design: _report_gates(args, design) for key, design in GATE_KEYS.items()},
 }
 
 
@@ -294,7 +305,7 @@ def main() -> None:
         return
     result: dict = {"machine": machine_info(args.threads)}
     for name in designs:
-        if name in ("folded_gates", "transposed_products"):
+        if name in GATE_KEYS:
             tune_allocator()  # this process from here on: senet's setting
         result[name] = DESIGNS[name](args)
     if args.out:
